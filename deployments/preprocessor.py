@@ -1,0 +1,52 @@
+"""Preprocessor: runs image pipelines and image-info for the ingress and for other Ray apps.
+
+Other apps call it through a handle with raw bytes and a pipeline (a dict or a PipelineSpec):
+
+    handle = serve.get_deployment_handle("Preprocessor", app_name="image-service")
+    result = handle.process.remote(image_bytes, {"steps": [{"op": "resize", "width": 300}]})
+    thumbnail = result.result()  # a pipelines.pipeline.ProcessedImage
+
+Limits come from the app builder at construction and may be changed live through
+`user_config: {limits: {...}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ray import serve
+
+from pipelines.analysis import image_info, probe
+from pipelines.limits import Limits
+from pipelines.pipeline import ProcessedImage, run_pipeline
+from pipelines.spec import PipelineSpec, parse_pipeline
+
+
+@serve.deployment(
+    name="Preprocessor",
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=8,
+)
+class Preprocessor:
+    def __init__(self, limits: dict[str, Any] | None = None) -> None:
+        self.limits = Limits.model_validate(limits or {})
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        if "limits" in config:
+            self.limits = Limits.model_validate({**self.limits.model_dump(), **config["limits"]})
+
+    async def process(self, data: bytes, pipeline: PipelineSpec | dict[str, Any]) -> ProcessedImage:
+        spec = parse_pipeline(pipeline)
+        deadline = time.monotonic() + self.limits.pipeline_timeout_s
+        # Pillow releases the GIL while it decodes, resamples and encodes: a worker thread keeps
+        # the replica's event loop free for health checks and lets two requests overlap.
+        return await asyncio.to_thread(run_pipeline, data, spec, self.limits, deadline=deadline)
+
+    async def info(self, data: bytes) -> dict[str, Any]:
+        return await asyncio.to_thread(image_info, data, self.limits)
+
+    async def probe(self, data: bytes) -> dict[str, Any]:
+        """Decode fully (so damaged files are caught) and report format and size."""
+        return await asyncio.to_thread(probe, data, self.limits)

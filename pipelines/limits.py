@@ -1,0 +1,58 @@
+"""Security limits, kept in one place (as imgproxy keeps its `security/`).
+
+`check_upload_size` and `decode.open_image` are the only places that enforce them.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+from pydantic import BaseModel, Field, field_validator
+
+from pipelines.errors import BadImage, TooLarge
+
+# Input formats Pillow may even try to parse. Everything else is refused with 415 before any
+# decoder runs, which keeps rarely-audited plugins away from hostile bytes.
+# (Multi-picture JPEGs from cameras open through the JPEG plugin.)
+DEFAULT_INPUT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+class Limits(BaseModel):
+    """Per-request ceilings. Defaults fit a 2-core, few-GiB replica."""
+
+    max_upload_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(50_000_000, ge=1, description="width x height of the source or result")
+    max_side: int = Field(16384, ge=1, description="longest side of a requested result")
+    max_frames: int = Field(100, ge=1, description="frames in an animated source")
+    allowed_formats: tuple[str, ...] = DEFAULT_INPUT_FORMATS
+    pipeline_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _known_formats(cls, formats: tuple[str, ...]) -> tuple[str, ...]:
+        Image.init()
+        names = tuple(f.upper() for f in formats)
+        unknown = [f for f in names if f not in Image.ID]
+        if unknown:
+            raise ValueError(f"unknown image formats: {unknown}")
+        return names
+
+
+def check_upload_size(size: int, limits: Limits) -> None:
+    """Refuse empty and oversized payloads before anything parses them."""
+    if size == 0:
+        raise BadImage("the file is empty", code="empty_file", field="file")
+    if size > limits.max_upload_bytes:
+        raise TooLarge(
+            f"the file has {size} bytes; the limit is {limits.max_upload_bytes}",
+            code="upload_too_large",
+            field="file",
+        )
+
+
+def check_pixels(width: int, height: int, limits: Limits, *, what: str = "the image") -> None:
+    if width * height > limits.max_pixels:
+        raise TooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels;"
+            f" the limit is {limits.max_pixels}",
+            code="too_many_pixels",
+        )

@@ -1,0 +1,86 @@
+"""crop: a box (x, y, width, height) in source pixels, or the largest window of an aspect ratio
+("16:9") placed by gravity. A box reaching past the edge is clipped to the image; a box that
+starts outside it is an error."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from pipelines.errors import InvalidParameter
+from pipelines.limits import Limits
+from pipelines.ops.gravity import Gravity, place
+from pipelines.ops.registry import register
+
+_ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def parse_aspect(text: str) -> float:
+    match = _ASPECT.match(text)
+    if not match or float(match.group(1)) <= 0 or float(match.group(2)) <= 0:
+        raise ValueError('aspect must look like "16:9" with positive numbers')
+    return float(match.group(1)) / float(match.group(2))
+
+
+class CropStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["crop"] = "crop"
+    x: int = Field(0, ge=0, le=1_000_000)
+    y: int = Field(0, ge=0, le=1_000_000)
+    aspect: str | None = Field(None, description='aspect ratio such as "16:9"; replaces the box')
+    gravity: Gravity = "center"
+    width: int | None = Field(None, ge=1, le=1_000_000)
+    height: int | None = Field(None, ge=1, le=1_000_000, validate_default=True)
+
+    @field_validator("aspect")
+    @classmethod
+    def _aspect_parses(cls, aspect: str | None) -> str | None:
+        if aspect is not None:
+            parse_aspect(aspect)
+        return aspect
+
+    @field_validator("height")
+    @classmethod
+    def _box_or_aspect(cls, height: int | None, info: ValidationInfo) -> int | None:
+        if "aspect" not in info.data or "width" not in info.data:
+            return height  # an earlier field failed and reports itself
+        if info.data["aspect"] is None and (info.data["width"] is None or height is None):
+            raise ValueError("give width and height (with x, y), or aspect")
+        return height
+
+
+@register("crop")
+def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
+    src_w, src_h = img.size
+    if step.aspect is not None:
+        ratio = parse_aspect(step.aspect)
+        crop_w, crop_h = (
+            (src_h * ratio, float(src_h))
+            if src_w / src_h > ratio
+            else (
+                float(src_w),
+                src_w / ratio,
+            )
+        )
+        x, y = place(img, crop_w, crop_h, step.gravity)
+        box = (round(x), round(y), round(x + crop_w), round(y + crop_h))
+    else:
+        assert step.width is not None and step.height is not None
+        if step.x >= src_w or step.y >= src_h:
+            raise InvalidParameter(
+                f"the crop box starts outside the {src_w}x{src_h} image",
+                field="x" if step.x >= src_w else "y",
+            )
+        box = (
+            step.x,
+            step.y,
+            min(step.x + step.width, src_w),
+            min(step.y + step.height, src_h),
+        )
+    if box == (0, 0, src_w, src_h):
+        return img
+    return img.crop(box)

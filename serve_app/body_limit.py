@@ -1,0 +1,76 @@
+"""Refuse oversized request bodies before they are buffered, in our JSON error shape.
+
+(Starlette's own RequestBodyLimitMiddleware answers in text/plain, which would break the one
+error shape every client parses; this is the same rule with our body.)
+
+A declared Content-Length over the limit is answered 413 at once, without reading a byte. A body
+without one (chunked) is counted as it streams in; past the limit the read stops and the
+response the app was about to send is replaced by the 413.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self._body = json.dumps(
+            {
+                "error": {
+                    "code": "upload_too_large",
+                    "message": f"the request body is over the limit of {max_body_bytes} bytes",
+                    "field": "file",
+                }
+            }
+        ).encode()
+
+    async def _reject(self, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": self._body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._reject(send)
+            return
+        received = 0
+        exceeded = started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    exceeded = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if not exceeded:  # after an aborted read the app's own answer is dropped
+                started = True
+                await send(message)
+
+        with contextlib.suppress(_BodyTooLarge):
+            await self.app(scope, counting_receive, guarded_send)
+        if exceeded and not started:
+            await self._reject(send)

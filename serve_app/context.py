@@ -1,0 +1,24 @@
+"""Per-replica services for the routes.
+
+Serve runs a copy of the FastAPI app inside each ingress replica, so `app.state` set in the
+deployment's constructor is not what routes see. Each replica is its own process: a module-level
+slot, filled by the constructor, is the replica's own.
+"""
+
+from __future__ import annotations
+
+from serve_app.errors import Unavailable
+from serve_app.images import ImageService
+
+_image_service: ImageService | None = None
+
+
+def set_image_service(service: ImageService) -> None:
+    global _image_service
+    _image_service = service
+
+
+def image_service() -> ImageService:
+    if _image_service is None:
+        raise Unavailable("the service is still starting")
+    return _image_service

@@ -1,0 +1,72 @@
+"""The ingress deployment: a FastAPI app under @serve.ingress that fans requests out to the
+other deployments through handles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app import context
+from serve_app.body_limit import BodyLimitMiddleware
+from serve_app.db import Database
+from serve_app.errors import install_error_handlers
+from serve_app.images import ImageService
+from serve_app.routes import health, images, operations
+from serve_app.schemas import ProcessRequest
+from serve_app.settings import get_settings
+from serve_app.storage import BlobStore
+
+# Room for multipart boundaries and the other form fields around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+api = FastAPI(
+    title="Image Processing Service",
+    version="0.1.0",
+    description="Image operations and image AI over HTTP, on Ray Serve.",
+)
+install_error_handlers(api)
+api.include_router(operations.router)
+api.include_router(images.router)
+api.include_router(health.router)
+api.include_router(health.router, prefix="/api/v1")
+api.add_middleware(
+    BodyLimitMiddleware, max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD
+)
+
+
+def _openapi() -> dict[str, Any]:
+    """FastAPI's document plus the models that /process reads by hand (JSON or multipart)."""
+    if api.openapi_schema is None:
+        schema = get_openapi(
+            title=api.title, version=api.version, description=api.description, routes=api.routes
+        )
+        extra = ProcessRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(extra.pop("$defs", {}))
+        components["ProcessRequest"] = extra
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+api.openapi = _openapi  # type: ignore[method-assign]
+
+
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, preprocessor: DeploymentHandle[Any]) -> None:
+        settings = get_settings()
+        db = Database(settings.database_url)
+        db.create_schema()
+        store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
+        context.set_image_service(
+            ImageService(preprocessor, db, store, settings.limits.to_limits())
+        )
+
+    def check_health(self) -> None:
+        """Serve restarts the replica if its database stops answering entirely."""
+        context.image_service().db.ping()

@@ -1,0 +1,208 @@
+"""POST /api/v1/{resize,crop,filter,enhance,convert,process}: each single-op endpoint is a
+pipeline of one step; /process takes a whole pipeline."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from pipelines.errors import InvalidParameter
+from pipelines.ops.convert import ConvertStep
+from pipelines.ops.crop import CropStep
+from pipelines.ops.enhance import EnhanceStep
+from pipelines.ops.filters import FilterName, FilterStep
+from pipelines.ops.gravity import Gravity
+from pipelines.ops.resize import ResizeMode, ResizeStep
+from pipelines.spec import PipelineSpec, invalid_parameter
+from serve_app.errors import BadRequest
+from serve_app.images import ImageService
+from serve_app.routes.common import (
+    IMAGE_RESPONSES,
+    ImageInput,
+    OutputOptions,
+    build_step,
+    image_input,
+    images,
+    output_options,
+    read_input,
+    run_spec,
+    run_steps,
+)
+from serve_app.schemas import ProcessRequest
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+Source = Annotated[ImageInput, Depends(image_input)]
+Output = Annotated[OutputOptions, Depends(output_options)]
+Service = Annotated[ImageService, Depends(images)]
+
+
+@router.post("/resize", responses=IMAGE_RESPONSES, response_class=Response)
+async def resize(
+    source: Source,
+    output: Output,
+    service: Service,
+    width: int | None = Form(None, ge=1, le=16384),
+    height: int | None = Form(None, ge=1, le=16384),
+    mode: ResizeMode = Form("fit", description="fit, exact or fill"),
+    gravity: Gravity = Form("center", description="where fill crops: center or smart"),
+    upscale: bool = Form(False, description="allow a result larger than the source"),
+) -> Response:
+    """Resize: `fit` keeps the aspect ratio inside width x height (one may be omitted),
+    `exact` stretches, `fill` covers the box and crops at `gravity`."""
+    step = build_step(
+        ResizeStep, width=width, height=height, mode=mode, gravity=gravity, upscale=upscale
+    )
+    return await run_steps(service, source, [step], output)
+
+
+@router.post("/crop", responses=IMAGE_RESPONSES, response_class=Response)
+async def crop(
+    source: Source,
+    output: Output,
+    service: Service,
+    x: int = Form(0, ge=0),
+    y: int = Form(0, ge=0),
+    width: int | None = Form(None, ge=1),
+    height: int | None = Form(None, ge=1),
+    aspect: str | None = Form(None, description='aspect ratio such as "16:9"', max_length=32),
+    gravity: Gravity = Form("center"),
+) -> Response:
+    """Crop a box (x, y, width, height), or the largest `aspect` window placed by `gravity`."""
+    step = build_step(
+        CropStep, x=x, y=y, width=width, height=height, aspect=aspect, gravity=gravity
+    )
+    return await run_steps(service, source, [step], output)
+
+
+@router.post("/filter", responses=IMAGE_RESPONSES, response_class=Response)
+async def filter_(
+    source: Source,
+    output: Output,
+    service: Service,
+    name: FilterName = Form(
+        ..., description="blur, sharpen, edge, gaussian, median, emboss, contour"
+    ),
+    radius: float | None = Form(None, gt=0, le=100, description="blur and gaussian"),
+    size: int | None = Form(None, ge=3, le=15, description="median window, odd"),
+) -> Response:
+    step = build_step(FilterStep, name=name, radius=radius, size=size)
+    return await run_steps(service, source, [step], output)
+
+
+@router.post("/enhance", responses=IMAGE_RESPONSES, response_class=Response)
+async def enhance(
+    source: Source,
+    output: Output,
+    service: Service,
+    brightness: float = Form(1.0, ge=0, le=10),
+    contrast: float = Form(1.0, ge=0, le=10),
+    saturation: float = Form(1.0, ge=0, le=10),
+    sharpness: float = Form(1.0, ge=0, le=10),
+) -> Response:
+    """Factors: 1.0 leaves a property unchanged, 0 removes it, 2.0 doubles it."""
+    step = build_step(
+        EnhanceStep,
+        brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
+        sharpness=sharpness,
+    )
+    return await run_steps(service, source, [step], output)
+
+
+@router.post("/convert", responses=IMAGE_RESPONSES, response_class=Response)
+async def convert(source: Source, output: Output, service: Service) -> Response:
+    """Re-encode as `format` (required here) with `quality`; EXIF orientation is applied."""
+    if output.format is None:
+        raise InvalidParameter("format is required", field="format")
+    step = build_step(ConvertStep, format=output.format, quality=output.quality)
+    return await run_steps(service, source, [step], output)
+
+
+_PROCESS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ProcessRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "image_id": {"type": "string"},
+                        "pipeline": {
+                            "type": "string",
+                            "description": "the pipeline as JSON: "
+                            '{"steps": [...], "format", "quality"}',
+                        },
+                        "store": {"type": "boolean", "default": False},
+                    },
+                    "required": ["pipeline"],
+                }
+            },
+        },
+    }
+}
+
+
+def _parse_json(text: str | bytes, field: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameter(f"{field} is not valid JSON", field=field) from None
+
+
+@router.post(
+    "/process", responses=IMAGE_RESPONSES, response_class=Response, openapi_extra=_PROCESS_BODY
+)
+async def process(request: Request, service: Service) -> Response:
+    """Run a whole pipeline on one image, decoding once and encoding once.
+
+    JSON body: `{"image_id", "steps": [{"op": "resize", ...}, ...], "format", "quality", "store"}`.
+    Multipart: `file` (or `image_id`), `pipeline` (that JSON without image_id), `store`.
+    """
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        body = _parse_json(await request.body(), "body")
+        try:
+            req = ProcessRequest.model_validate(body)
+        except ValidationError as exc:
+            raise invalid_parameter(exc) from None
+        spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
+        _, data = await service.load(req.image_id)
+        return await run_spec(service, data, req.image_id, spec, store=req.store)
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidParameter(
+            "send application/json or multipart/form-data", code="unsupported_media", field="body"
+        )
+    try:
+        form = await request.form()
+    except Exception:  # noqa: BLE001 - any multipart parse failure is the client's
+        raise BadRequest("the multipart body could not be parsed") from None
+    raw = form.get("pipeline")
+    if raw is None:
+        raise InvalidParameter("pipeline is required", field="pipeline")
+    text: str | bytes
+    if isinstance(raw, UploadFile):
+        text = await raw.read()
+    else:
+        text = raw
+    try:
+        spec = PipelineSpec.model_validate(_parse_json(text, "pipeline"))
+    except ValidationError as exc:
+        raise invalid_parameter(exc) from None
+    file = form.get("file")
+    image_id = form.get("image_id")
+    source = ImageInput(
+        file=file if isinstance(file, UploadFile) else None,
+        image_id=image_id if isinstance(image_id, str) and image_id else None,
+    )
+    store = str(form.get("store", "false")).lower() in ("1", "true", "yes", "on")
+    data, source_id = await read_input(source, service)
+    return await run_spec(service, data, source_id, spec, store=store)

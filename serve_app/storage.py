@@ -1,0 +1,81 @@
+"""Blob storage through fsspec: a local folder by default, S3 (s3fs) for real.
+
+Blobs are content-addressed (`<prefix>/<sha256[:2]>/<sha256>`), so a write is idempotent and
+a key never changes meaning. Writes are atomic for readers: locally a temporary file is renamed
+into place; an S3 PUT is atomic by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from serve_app.errors import NotFound
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    def __init__(self, url: str, *, s3_endpoint_url: str | None = None) -> None:
+        options: dict[str, Any] = {}
+        if url.startswith("s3://") and s3_endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+        self.url = url
+        self.fs, root = fsspec.url_to_fs(url, **options)
+        self.root = root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def key_for(self, sha256: str, kind: str = "images") -> str:
+        return f"{kind}/{sha256[:2]}/{sha256}"
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            data: bytes = self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise NotFound("the stored image is missing", field="image_id") from None
+        return data
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def ping(self) -> None:
+        """Raises when the store cannot be reached (used by readiness)."""
+        if self.local:
+            if not os.path.isdir(self.root):
+                raise FileNotFoundError(self.root)
+        else:
+            self.fs.ls(self.root.split("/")[0], refresh=True)
