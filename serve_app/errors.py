@@ -25,6 +25,11 @@ class BadRequest(ServiceError):
     code = "bad_request"
 
 
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

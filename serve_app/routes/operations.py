@@ -19,7 +19,7 @@ from pipelines.ops.filters import FilterName, FilterStep
 from pipelines.ops.gravity import Gravity
 from pipelines.ops.resize import ResizeMode, ResizeStep
 from pipelines.spec import PipelineSpec, invalid_parameter
-from serve_app.errors import BadRequest
+from serve_app.errors import BadRequest, UnsupportedMediaType
 from serve_app.images import ImageService
 from serve_app.routes.common import (
     IMAGE_RESPONSES,
@@ -178,9 +178,7 @@ async def process(request: Request, service: Service) -> Response:
         _, data = await service.load(req.image_id)
         return await run_spec(service, data, req.image_id, spec, store=req.store)
     if not content_type.startswith("multipart/form-data"):
-        raise InvalidParameter(
-            "send application/json or multipart/form-data", code="unsupported_media", field="body"
-        )
+        raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
     try:
         form = await request.form()
     except Exception:  # noqa: BLE001 - any multipart parse failure is the client's

@@ -1,0 +1,64 @@
+# The two commands a new user needs: `make run` and `make test`. Both set everything up first
+# and are safe to repeat.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Debian packages the service and its tests use (installed when we are root with apt-get).
+SYSTEM_PACKAGES := fonts-dejavu-core
+RAY_DASHBOARD ?= http://127.0.0.1:8265
+
+.PHONY: run stop test install system-deps lint format type-check bench deploy clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Install these system packages first: $$missing"; exit 1; fi; \
+	fi
+
+install: system-deps $(STAMP)
+
+## run: set up, start a local Ray, deploy serve_config.yaml, print the URLs
+run: install
+	$(BIN)/python -m serve_app.local up
+
+## stop: shut the app down and stop the local Ray
+stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m serve_app.local down; fi
+
+## test: set up, then the whole test suite (it starts its own Ray cluster on free ports)
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+type-check: install
+	$(BIN)/mypy
+
+## bench: benchmarks side by side with the bare library; results in bench/results/
+bench: install
+	$(BIN)/python -m bench.thumbnail
+
+## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
+deploy: install
+	$(BIN)/serve deploy -a $(RAY_DASHBOARD) serve_config.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,216 @@
+"""Run the service on this machine: a local Ray head plus `serve deploy serve_config.yaml`.
+
+    python -m serve_app.local up     # start Ray if needed, deploy, wait, print the URLs
+    python -m serve_app.local down   # shut the app down and stop Ray
+
+`make run` and `make stop` call these; the test suite starts its own cluster through the same
+functions on free ports, so what the tests exercise is what a user runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "serve_config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _bin(name: str) -> str:
+    """The Ray CLIs of this interpreter's environment (the venv), not whatever is on PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class Ports:
+    """Every port a Ray head listens on; Ray's defaults would collide between two clusters
+    (and its GCS default, 6379, with Redis)."""
+
+    gcs: int = 6380
+    dashboard: int = 8265
+    client_server: int = 10001
+    agent_listen: int = 52365
+    agent_grpc: int = 0
+    runtime_env_agent: int = 0
+    metrics_export: int = 0
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(7)))
+
+    def flags(self) -> list[str]:
+        pairs = {
+            "--port": self.gcs,
+            "--dashboard-port": self.dashboard,
+            "--ray-client-server-port": self.client_server,
+            "--dashboard-agent-listen-port": self.agent_listen,
+            "--dashboard-agent-grpc-port": self.agent_grpc,
+            "--runtime-env-agent-port": self.runtime_env_agent,
+            "--metrics-export-port": self.metrics_export,
+        }
+        return [f"{flag}={port}" for flag, port in pairs.items() if port]
+
+
+@dataclass
+class LocalCluster:
+    ports: Ports = field(default_factory=Ports)
+    num_cpus: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.ports.gcs}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.dashboard}"
+
+    def is_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, *, block: bool = False, timeout_s: float = 90) -> None:
+        """`block=True` keeps `ray start` in the foreground, in its own process group, so the
+        caller can stop exactly this cluster (tests); otherwise Ray daemonises (make run)."""
+        cmd = [
+            _bin("ray"),
+            "start",
+            "--head",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            "--disable-usage-stats",
+            *self.ports.flags(),
+        ]
+        if self.num_cpus is not None:
+            cmd.append(f"--num-cpus={self.num_cpus}")
+        env = {**os.environ, **self.env}
+        if block:
+            self.process = subprocess.Popen(
+                [*cmd, "--block"], env=env, cwd=PROJECT_ROOT, start_new_session=True
+            )
+        else:
+            subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, check=True)
+        deadline = time.monotonic() + timeout_s
+        while not self.is_up():
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self.process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Ray dashboard did not come up")
+            time.sleep(0.5)
+
+    def deploy(self, config: Path, *, timeout_s: float = 180) -> None:
+        subprocess.run(
+            [_bin("serve"), "deploy", "-a", self.dashboard_url, str(config)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **self.env},
+            check=True,
+        )
+        names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
+        self.wait_running(names, timeout_s=timeout_s)
+
+    def app_status(self) -> dict[str, str]:
+        url = f"{self.dashboard_url}/api/serve/applications/"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        return {name: app["status"] for name, app in (body.get("applications") or {}).items()}
+
+    def wait_running(self, names: list[str], *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        status: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            try:
+                status = self.app_status()
+            except (urllib.error.URLError, OSError, ValueError):
+                status = {}
+            if any(status.get(n) == "DEPLOY_FAILED" for n in names):
+                raise RuntimeError(f"deploy failed: {status}; see `serve status`")
+            if status and all(status.get(n) == "RUNNING" for n in names):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"applications not RUNNING after {timeout_s}s: {status}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # Every process of this cluster shares the group `ray start --block` leads; an
+            # orderly drain would wait ~30 s on the GCS for nothing we need to keep.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+            self.process = None
+        else:
+            subprocess.run([_bin("ray"), "stop"], check=False)
+
+
+def http_port(config: Path) -> int:
+    port: int = (yaml.safe_load(config.read_text()).get("http_options") or {}).get("port", 8000)
+    return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serve_app.local", description=__doc__)
+    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--ray-port", type=int, default=int(os.environ.get("RAY_PORT", 6380)))
+    parser.add_argument(
+        "--dashboard-port", type=int, default=int(os.environ.get("RAY_DASHBOARD_PORT", 8265))
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("RAY_METRICS_PORT", 8080))
+    )
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(
+        Ports(gcs=args.ray_port, dashboard=args.dashboard_port, metrics_export=args.metrics_port)
+    )
+    if args.command == "down":
+        if cluster.is_up():
+            subprocess.run(
+                [_bin("serve"), "shutdown", "-y", "-a", cluster.dashboard_url], check=False
+            )
+        cluster.stop()
+        return 0
+    if cluster.is_up():
+        print(f"Ray is already running at {cluster.address}; redeploying.")
+    else:
+        cluster.start()
+    cluster.deploy(args.config)
+    api = f"http://127.0.0.1:{http_port(args.config)}"
+    print(
+        "\nImage Processing Service is running.\n"
+        f"  API:            {api}/api/v1\n"
+        f"  Docs (OpenAPI): {api}/docs\n"
+        f"  Health:         {api}/health/ready\n"
+        f"  Ray dashboard:  {cluster.dashboard_url}\n"
+        f"  Metrics:        http://127.0.0.1:{args.metrics_port}/metrics\n"
+        "Stop it with `make stop`."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
