@@ -6,6 +6,7 @@ format, then header dimensions and frame count, and only then the pixel decode.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import struct
@@ -75,8 +76,11 @@ def _looks_like_text(head: bytes) -> bool:
     if not head:
         return False
     try:
-        text = head.decode("utf-8")
+        # Incremental and not final: a multi-byte character cut at the end is not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
+        return False
+    if not text:
         return False
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     return printable / len(text) > 0.95
@@ -126,7 +130,13 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        peak = float(arr.max(initial=0))
+        if mode.startswith("I;16") or peak > 255:
+            top = 65535.0
+        elif mode == "F" and peak <= 1.0:
+            top = 1.0  # float images in 0..1
+        else:
+            top = 255.0
         return Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
     if mode == "1":
         return img.convert("L")

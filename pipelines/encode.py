@@ -48,7 +48,8 @@ def default_format(source_format: str) -> FormatName:
 
 
 def _flatten(img: Image.Image) -> Image.Image:
-    """JPEG has no alpha: composite on white rather than letting transparent pixels go black."""
+    """JPEG and BMP show no alpha: composite on white rather than let transparent pixels go
+    to whatever colour they hide."""
     if img.mode in ("RGB", "L"):
         return img
     rgba = img.convert("RGBA")
@@ -69,5 +70,5 @@ def encode(img: Image.Image, fmt: FormatName, quality: int | None = None) -> byt
     elif fmt == "tiff":
         img.save(out, "TIFF", compression="tiff_adobe_deflate")
     else:
-        img.save(out, "BMP")
+        _flatten(img).save(out, "BMP")  # readers ignore BMP alpha; composite like JPEG
     return out.getvalue()

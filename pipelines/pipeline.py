@@ -41,10 +41,15 @@ def run_pipeline(
     hint = first.decode_hint if isinstance(first, ResizeStep) else None
     decoded = open_image(data, limits, shrink_to=hint)
     img = decoded.image
-    for index, step in enumerate(spec.steps):
+    steps = list(spec.steps)
+    if isinstance(first, ResizeStep):
+        steps[0] = first.pinned(decoded.width, decoded.height)
+    for index, step in enumerate(steps):
         if time.monotonic() > deadline:
             raise DeadlineExceeded(f"the pipeline ran out of time before step {index}")
         img = OPERATIONS[step.op](img, step, limits)
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded("the pipeline ran out of time before encoding")
     fmt, quality = spec.output(decoded.format)
     encoded = encode(img, fmt, quality)
     return ProcessedImage(

@@ -67,7 +67,10 @@ def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
             )
         )
         x, y = place(img, crop_w, crop_h, step.gravity)
-        box = (round(x), round(y), round(x + crop_w), round(y + crop_h))
+        # Round the size, not each edge, so even a sliver of a window keeps one pixel.
+        w, h = max(1, round(crop_w)), max(1, round(crop_h))
+        left, top = min(round(x), src_w - w), min(round(y), src_h - h)
+        box = (left, top, left + w, top + h)
     else:
         assert step.width is not None and step.height is not None
         if step.x >= src_w or step.y >= src_h:

@@ -1,10 +1,16 @@
-"""filter: blur, sharpen, edge, gaussian, median, emboss, contour."""
+"""filter: blur, sharpen, edge, gaussian, median, emboss, contour.
+
+Filters change colour, never transparency: on RGBA the colour channels are filtered and the
+alpha channel is put back. The 3x3 kernels see the image padded by edge replication, so the
+outermost pixels are filtered like the rest (Pillow alone leaves them untouched).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,23 +36,33 @@ class FilterStep(BaseModel):
         return size
 
 
-def _kernel(
-    f: ImageFilter.Filter | type[ImageFilter.Filter],
-) -> Callable[[FilterStep], object]:
-    return lambda _step: f
-
-
-_FILTERS: dict[str, Callable[[FilterStep], object]] = {
+_KERNELS: dict[str, ImageFilter.BuiltinFilter] = {
+    "sharpen": ImageFilter.SHARPEN(),
+    "edge": ImageFilter.FIND_EDGES(),
+    "emboss": ImageFilter.EMBOSS(),
+    "contour": ImageFilter.CONTOUR(),
+}
+_SIZED: dict[str, Callable[[FilterStep], ImageFilter.Filter]] = {
     "blur": lambda s: ImageFilter.BoxBlur(s.radius),
     "gaussian": lambda s: ImageFilter.GaussianBlur(s.radius),
     "median": lambda s: ImageFilter.MedianFilter(s.size),
-    "sharpen": _kernel(ImageFilter.SHARPEN),
-    "edge": _kernel(ImageFilter.FIND_EDGES),
-    "emboss": _kernel(ImageFilter.EMBOSS),
-    "contour": _kernel(ImageFilter.CONTOUR),
 }
+
+
+def _colour(img: Image.Image, step: FilterStep) -> Image.Image:
+    if step.name in _KERNELS:
+        arr = np.asarray(img)
+        pad = [(1, 1), (1, 1)] + ([(0, 0)] if arr.ndim == 3 else [])
+        padded = Image.fromarray(np.pad(arr, pad, mode="edge"), img.mode)
+        filtered = padded.filter(_KERNELS[step.name])
+        return filtered.crop((1, 1, img.width + 1, img.height + 1))
+    return img.filter(_SIZED[step.name](step))
 
 
 @register("filter")
 def apply(img: Image.Image, step: FilterStep, limits: Limits) -> Image.Image:
-    return img.filter(_FILTERS[step.name](step))  # type: ignore[arg-type]
+    if img.mode != "RGBA":
+        return _colour(img, step)
+    out = _colour(img.convert("RGB"), step).convert("RGBA")
+    out.putalpha(img.getchannel("A"))
+    return out

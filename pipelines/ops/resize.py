@@ -59,6 +59,18 @@ class ResizeStep(BaseModel):
             w, h = max(1, math.floor(w * k)), max(1, math.floor(h * k))
         return w, h
 
+    def pinned(self, src_w: int, src_h: int) -> ResizeStep:
+        """This step with its result size fixed from the true source size.
+
+        After shrink-on-load the decoded image is a rounded-up DCT scale of the source, so its
+        aspect is off by a fraction of a pixel; a fit recomputed from it could differ by a
+        pixel from the same request on a PNG. Pinning makes the size depend on the source only.
+        """
+        if self.mode != "fit":
+            return self  # exact and fill sizes come from the request, not the source's aspect
+        w, h = self.target_box(src_w, src_h)
+        return self.model_copy(update={"mode": "exact", "width": w, "height": h, "upscale": True})
+
     def decode_hint(self, src_w: int, src_h: int) -> tuple[int, int]:
         """Smallest source size this step needs (for JPEG shrink-on-load)."""
         w, h = self.target_box(src_w, src_h)
@@ -79,7 +91,7 @@ def apply(img: Image.Image, step: ResizeStep, limits: Limits) -> Image.Image:
     if max(w, h) > limits.max_side:
         raise InvalidParameter(
             f"the result would be {w}x{h}; the longest side allowed is {limits.max_side}",
-            field="width",
+            field="width" if w > limits.max_side else "height",
         )
     check_pixels(w, h, limits, what="the result")
     if (w, h) == (src_w, src_h):
