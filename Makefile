@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := fonts-dejavu-core
 RAY_DASHBOARD ?= http://127.0.0.1:8265
 
-.PHONY: run stop test install system-deps lint format type-check bench deploy clean
+.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench: install
 ## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
 deploy: install
 	$(BIN)/serve deploy -a $(RAY_DASHBOARD) serve_config.yaml
+
+## kuberay-sync: regenerate kuberay/rayservice.yaml's serveConfigV2 from serve_config.yaml
+kuberay-sync: install
+	$(BIN)/python kuberay/sync_serve_config.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

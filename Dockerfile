@@ -1,0 +1,51 @@
+# Image Processing Service: the Serve app on the official Ray image.
+#
+#   docker build -t image-processing-service:0.1.0 .
+#   docker run --rm --shm-size=2g -p 8000:8000 -p 127.0.0.1:8265:8265 \
+#     image-processing-service:0.1.0
+#
+# GPU variant (same Ray, CUDA base):
+#   docker build --build-arg RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu \
+#     -t image-processing-service:0.1.0-gpu .
+#
+# The Ray version must equal the `ray[serve]` pin in pyproject.toml (a test checks it).
+# On Kubernetes, KubeRay replaces CMD with its own `ray start` (see kuberay/).
+ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
+FROM ${RAY_IMAGE}
+
+LABEL org.opencontainers.image.title="image-processing-service" \
+      org.opencontainers.image.description="Image processing and image AI over HTTP, on Ray Serve" \
+      org.opencontainers.image.licenses="MIT"
+
+# System packages the service uses (the Makefile's SYSTEM_PACKAGES; a test keeps them equal).
+USER root
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
+# Everything else as the image's non-root user (uid 1000, group users), into its own Python.
+USER ray
+WORKDIR /home/ray/app
+COPY --chown=ray:users pyproject.toml README.md LICENSE ./
+COPY --chown=ray:users pipelines ./pipelines
+COPY --chown=ray:users deployments ./deployments
+COPY --chown=ray:users serve_app ./serve_app
+RUN pip install --no-cache-dir . \
+    && rm -rf build ./*.egg-info
+COPY --chown=ray:users serve_config.yaml ./
+
+# Embedded defaults (SQLite metadata, blob folder) live here; mount a volume to keep them, or
+# set DATABASE_URL / STORAGE_URL to real services. Settings are read from the environment.
+ENV DATA_DIR=/home/ray/data
+RUN mkdir -p "$DATA_DIR"
+
+# 8000: the Serve HTTP proxy. 8265: the Ray dashboard (it can run jobs: publish it privately).
+EXPOSE 8000 8265
+
+# A Ray head, then the app. serve_config.yaml binds 127.0.0.1 for laptops and `serve run` has
+# no host flag, so Serve is started first with its proxy on all interfaces; `serve run` then
+# keeps those HTTP options (it logs that the file's differ) and deploys the applications from
+# the file. GCS on 6380: 6379 is Redis's. `serve run` shuts Serve down on SIGINT.
+STOPSIGNAL SIGINT
+CMD ["bash", "-c", "ray start --head --port=6380 --dashboard-host=0.0.0.0 --disable-usage-stats && serve start --http-host=0.0.0.0 --http-port=8000 && exec serve run serve_config.yaml"]
