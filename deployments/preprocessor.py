@@ -16,11 +16,16 @@ import asyncio
 import time
 from typing import Any
 
+import numpy as np
 from ray import serve
 
 from pipelines.analysis import image_info, probe
+from pipelines.annotate import annotate
+from pipelines.decode import open_image
+from pipelines.encode import FormatName
 from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage, run_pipeline
+from pipelines.results import Box
 from pipelines.spec import PipelineSpec, parse_pipeline
 
 
@@ -46,6 +51,22 @@ class Preprocessor:
 
     async def info(self, data: bytes) -> dict[str, Any]:
         return await asyncio.to_thread(image_info, data, self.limits)
+
+    async def decode_rgb(self, data: bytes) -> np.ndarray:
+        """The upright RGB pixels under the limits: what the AI deployments take. The ingress
+        hands this method's DeploymentResponse straight to a detector (no round trip)."""
+        decoded = await asyncio.to_thread(open_image, data, self.limits)
+        return np.asarray(decoded.image.convert("RGB"))
+
+    async def annotate(
+        self,
+        data: bytes,
+        boxes: list[tuple[Box, str]],
+        fmt: FormatName | None = None,
+        quality: int | None = None,
+    ) -> ProcessedImage:
+        """The image with boxes and labels drawn (annotate=true)."""
+        return await asyncio.to_thread(annotate, data, boxes, self.limits, fmt, quality)
 
     async def probe(self, data: bytes) -> dict[str, Any]:
         """Decode fully (so damaged files are caught) and report format and size."""

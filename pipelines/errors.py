@@ -65,3 +65,10 @@ class DeadlineExceeded(ServiceError):
 
     status = 504
     code = "deadline_exceeded"
+
+
+class ModelUnavailable(ServiceError):
+    """A model could not be loaded (or is still loading); the rest of the service works."""
+
+    status = 503
+    code = "model_unavailable"

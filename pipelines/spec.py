@@ -7,7 +7,7 @@ plus one entry in `Step` below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -68,6 +68,20 @@ def invalid_parameter(exc: ValidationError) -> InvalidParameter:
     return InvalidParameter(
         f"{where}: {message}" if where else message, field=first_error_field(exc)
     )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], raw: M | dict[str, Any] | None) -> M:
+    """`raw` as a `model`, or InvalidParameter (422) naming the field: for parameters that
+    arrive through a handle, where FastAPI did not validate them."""
+    if isinstance(raw, model):
+        return raw
+    try:
+        return model.model_validate(raw or {})
+    except ValidationError as exc:
+        raise invalid_parameter(exc) from None
 
 
 def parse_pipeline(raw: PipelineSpec | dict[str, Any]) -> PipelineSpec:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from ray.serve import Application
 
+from deployments.face_detector import FaceDetector
+from deployments.ocr_reader import OcrReader
 from deployments.preprocessor import Preprocessor
+from deployments.yolo_detector import YoloDetector
 from serve_app.ingress import Ingress
 from serve_app.settings import get_settings
 
 
 def build() -> Application:
-    limits = get_settings().limits.to_limits().model_dump()
+    settings = get_settings()
+    models = settings.models
     # serve.deployment turns the classes into Deployments; their stubs do not say so.
-    preprocessor = Preprocessor.bind(limits=limits)  # type: ignore[attr-defined]
-    return Ingress.bind(preprocessor)  # type: ignore[attr-defined]
+    return Ingress.bind(  # type: ignore[attr-defined]
+        Preprocessor.bind(limits=settings.limits.to_limits().model_dump()),  # type: ignore[attr-defined]
+        YoloDetector.bind(weights=models.yolo_weights),  # type: ignore[attr-defined]
+        OcrReader.bind(default_engine=models.ocr_engine),  # type: ignore[attr-defined]
+        FaceDetector.bind(default_engine=models.face_engine),  # type: ignore[attr-defined]
+    )
 
 
 app = build()

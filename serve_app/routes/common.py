@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import File, Form, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from pipelines.encode import OutputFormat
 from pipelines.errors import InvalidParameter
 from pipelines.pipeline import ProcessedImage
-from pipelines.spec import PipelineSpec, Step, invalid_parameter
+from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
 from serve_app.images import ImageService
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
@@ -77,13 +77,13 @@ async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, 
     raise InvalidParameter("an image is required: send file or image_id", field="file")
 
 
-def build_step(model: type[BaseModel], **params: Any) -> Step:
-    """Validate single-endpoint form fields as a pipeline step (422 naming the field)."""
-    try:
-        step: Step = model(**{k: v for k, v in params.items() if v is not None})  # type: ignore[assignment]
-    except ValidationError as exc:
-        raise invalid_parameter(exc) from None
-    return step
+M = TypeVar("M", bound=BaseModel)
+
+
+def build(model: type[M], **params: Any) -> M:
+    """Form fields as a step or parameter model; unset fields take the model's defaults and
+    cross-field rules fail with a 422 naming the field."""
+    return validated(model, {k: v for k, v in params.items() if v is not None})
 
 
 def image_response(result: ProcessedImage) -> Response:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from ray import serve
 
@@ -45,14 +45,24 @@ def _deployments() -> dict[str, Any]:
     return {"deployments": states}
 
 
-async def report(request: Request) -> dict[str, Any]:
+async def report(*, with_models: bool = False) -> dict[str, Any]:
     images = context.image_service()
     names = ("deployments", "database", "storage")
     checks = await asyncio.gather(
         _timed(_deployments), _timed(images.db.ping), _timed(images.store.ping)
     )
     result = dict(zip(names, checks, strict=True))
-    return {"status": "ok" if all(c["ok"] for c in checks) else "degraded", "checks": result}
+    body: dict[str, Any] = {
+        "status": "ok" if all(c["ok"] for c in checks) else "degraded",
+        "checks": result,
+    }
+    if with_models:
+        # Reported, not gating readiness: image operations work without any model.
+        try:
+            body["models"] = await asyncio.wait_for(context.ai_service().status(), CHECK_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a failed probe is reported, not raised
+            body["models"] = {"error": type(exc).__name__}
+    return body
 
 
 @router.get("/health/live")
@@ -61,13 +71,13 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready")
-async def ready(request: Request) -> JSONResponse:
-    body = await report(request)
+async def ready() -> JSONResponse:
+    body = await report()
     if body["status"] == "ok":
         return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @router.get("/health/")
-async def health(request: Request) -> dict[str, Any]:
-    return await report(request)
+async def health() -> dict[str, Any]:
+    return await report(with_models=True)

@@ -25,7 +25,7 @@ from serve_app.routes.common import (
     IMAGE_RESPONSES,
     ImageInput,
     OutputOptions,
-    build_step,
+    build,
     image_input,
     images,
     output_options,
@@ -55,7 +55,7 @@ async def resize(
 ) -> Response:
     """Resize: `fit` keeps the aspect ratio inside width x height (one may be omitted),
     `exact` stretches, `fill` covers the box and crops at `gravity`."""
-    step = build_step(
+    step = build(
         ResizeStep, width=width, height=height, mode=mode, gravity=gravity, upscale=upscale
     )
     return await run_steps(service, source, [step], output)
@@ -74,9 +74,7 @@ async def crop(
     gravity: Gravity = Form("center"),
 ) -> Response:
     """Crop a box (x, y, width, height), or the largest `aspect` window placed by `gravity`."""
-    step = build_step(
-        CropStep, x=x, y=y, width=width, height=height, aspect=aspect, gravity=gravity
-    )
+    step = build(CropStep, x=x, y=y, width=width, height=height, aspect=aspect, gravity=gravity)
     return await run_steps(service, source, [step], output)
 
 
@@ -91,7 +89,7 @@ async def filter_(
     radius: float | None = Form(None, gt=0, le=100, description="blur and gaussian"),
     size: int | None = Form(None, ge=3, le=15, description="median window, odd"),
 ) -> Response:
-    step = build_step(FilterStep, name=name, radius=radius, size=size)
+    step = build(FilterStep, name=name, radius=radius, size=size)
     return await run_steps(service, source, [step], output)
 
 
@@ -106,7 +104,7 @@ async def enhance(
     sharpness: float = Form(1.0, ge=0, le=10),
 ) -> Response:
     """Factors: 1.0 leaves a property unchanged, 0 removes it, 2.0 doubles it."""
-    step = build_step(
+    step = build(
         EnhanceStep,
         brightness=brightness,
         contrast=contrast,
@@ -121,7 +119,7 @@ async def convert(source: Source, output: Output, service: Service) -> Response:
     """Re-encode as `format` (required here) with `quality`; EXIF orientation is applied."""
     if output.format is None:
         raise InvalidParameter("format is required", field="format")
-    step = build_step(ConvertStep, format=output.format, quality=output.quality)
+    step = build(ConvertStep, format=output.format, quality=output.quality)
     return await run_steps(service, source, [step], output)
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
+from tests.conftest import FALL_MODEL
 
 
 @dataclass
@@ -44,6 +45,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = {
         "DATA_DIR": str(data_dir),
         "LIMITS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+        # No COCO weights ship offline: a trained person detector stands in for yolo11n.pt.
+        "MODELS_YOLO_WEIGHTS": FALL_MODEL,
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
     }
     cluster = LocalCluster(Ports.free(), num_cpus=2, env=env)

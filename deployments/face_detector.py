@@ -1,0 +1,50 @@
+"""FaceDetector: OpenCV's Haar cascade, or MTCNN (a CNN) when asked.
+
+user_config: default_engine (haar | mtcnn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from deployments.engine_slot import EngineSlot
+from pipelines.detection import pick_device
+from pipelines.faces import FaceEngineName, FaceParams, HaarEngine, MtcnnEngine
+from pipelines.results import FacesResult
+from pipelines.spec import validated
+
+
+@serve.deployment(name="FaceDetector", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8)
+class FaceDetector:
+    def __init__(self, default_engine: FaceEngineName = "haar") -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.default_engine: FaceEngineName = default_engine
+        device = pick_device()
+        self.slots: dict[str, EngineSlot[Any]] = {
+            "haar": EngineSlot("Haar cascade", HaarEngine),
+            "mtcnn": EngineSlot("MTCNN", lambda: MtcnnEngine(device=device)),
+        }
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        if config.get("default_engine"):
+            self.default_engine = FaceParams(engine=config["default_engine"]).engine or "haar"
+
+    async def detect(
+        self, image: np.ndarray, params: FaceParams | dict[str, Any] | None = None
+    ) -> FacesResult:
+        checked = validated(FaceParams, params)
+        engine = self.slots[checked.engine or self.default_engine].get()
+        result: FacesResult = await asyncio.to_thread(engine.detect, image, checked)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "default_engine": self.default_engine,
+            "engines": {name: slot.status() for name, slot in self.slots.items()},
+        }

@@ -1,0 +1,93 @@
+"""YoloDetector: object detection with dynamic batching (@serve.batch), on the GPU when the
+replica has one (`ray_actor_options.num_gpus` in serve_config.yaml), else on the CPU.
+
+user_config (changes live through reconfigure): weights, max_batch_size, batch_wait_timeout_s,
+threads (torch CPU threads; ultralytics and Ray both lower it, so it is set on every batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from deployments.engine_slot import EngineSlot
+from pipelines.detection import DetectParams, YoloEngine
+from pipelines.results import ObjectsResult
+from pipelines.spec import validated
+
+
+@serve.deployment(
+    name="YoloDetector",
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=32,  # at least max_batch_size, or batches never fill
+)
+class YoloDetector:
+    def __init__(self, weights: str = "yolo11n.pt", threads: int | None = None) -> None:
+        self.weights = weights
+        self.threads = threads
+        self.batches = 0
+        self.images = 0
+        self.max_batch_size = 8
+        self.batch_wait_timeout_s = 0.02
+        self.slot = self._load(weights)
+
+    def _load(self, weights: str) -> EngineSlot[YoloEngine]:
+        def build() -> YoloEngine:
+            engine = YoloEngine(weights, threads=self.threads)
+            engine.warm_up()
+            return engine
+
+        return EngineSlot(f"YOLO model {weights!r}", build)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        if "threads" in config:
+            self.threads = int(config["threads"])
+            if self.slot.engine is not None:
+                self.slot.engine.threads = self.threads
+        if config.get("weights") and config["weights"] != self.weights:
+            self.weights = str(config["weights"])
+            self.slot = self._load(self.weights)
+        if "max_batch_size" in config:
+            self.max_batch_size = int(config["max_batch_size"])
+            self._batched.set_max_batch_size(self.max_batch_size)  # type: ignore[attr-defined,misc]
+        if "batch_wait_timeout_s" in config:
+            self.batch_wait_timeout_s = float(config["batch_wait_timeout_s"])
+            self._batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)  # type: ignore[attr-defined,misc]
+
+    async def detect(
+        self, image: np.ndarray, params: DetectParams | dict[str, Any] | None = None
+    ) -> ObjectsResult:
+        """Objects in one upright RGB image (batched with concurrent callers)."""
+        self.slot.get()  # 503 with the reason when the weights did not load
+        checked = validated(DetectParams, params)
+        result = await self._batched(image, checked)  # type: ignore[misc,call-arg]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    # serve.batch's stubs expect a one-argument function; it batches each argument separately.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)  # type: ignore[arg-type]
+    async def _batched(  # type: ignore[misc]
+        self, images: list[np.ndarray], params: list[DetectParams]
+    ) -> list[ObjectsResult | Exception]:
+        engine = self.slot.get()
+        self.batches += 1
+        self.images += len(images)
+        # Inference in a worker thread: torch releases the GIL, the event loop keeps batching.
+        return await asyncio.to_thread(engine.predict, images, params)
+
+    def status(self) -> dict[str, Any]:
+        engine = self.slot.engine
+        return {
+            **self.slot.status(),
+            "model": self.weights,
+            "device": engine.device if engine else None,
+            "classes": len(engine.names) if engine else None,
+            "batches": self.batches,
+            "images": self.images,
+            "max_batch_size": self.max_batch_size,
+            "batch_wait_timeout_s": self.batch_wait_timeout_s,
+        }

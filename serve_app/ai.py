@@ -1,0 +1,66 @@
+"""What the AI routes do: decode once in the Preprocessor, hand its DeploymentResponse straight
+to a model deployment (Serve resolves it there, no round trip through the ingress), and draw
+the boxes when asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from pipelines.detection import DetectParams
+from pipelines.encode import FormatName
+from pipelines.faces import FaceParams
+from pipelines.limits import Limits, check_upload_size
+from pipelines.ocr import OcrParams
+from pipelines.pipeline import ProcessedImage
+from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
+
+
+class AiService:
+    def __init__(
+        self,
+        preprocessor: DeploymentHandle[Any],
+        detector: DeploymentHandle[Any],
+        ocr: DeploymentHandle[Any],
+        faces: DeploymentHandle[Any],
+        limits: Limits,
+    ) -> None:
+        self.preprocessor = preprocessor
+        self.detector = detector
+        self.ocr = ocr
+        self.faces = faces
+        self.limits = limits
+
+    def _pixels(self, data: bytes) -> Any:
+        check_upload_size(len(data), self.limits)
+        return self.preprocessor.decode_rgb.remote(data)
+
+    async def detect_objects(self, data: bytes, params: DetectParams) -> ObjectsResult:
+        result: ObjectsResult = await self.detector.detect.remote(self._pixels(data), params)
+        return result
+
+    async def read_text(self, data: bytes, params: OcrParams) -> OcrResult:
+        result: OcrResult = await self.ocr.read.remote(self._pixels(data), params)
+        return result
+
+    async def detect_faces(self, data: bytes, params: FaceParams) -> FacesResult:
+        result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
+        return result
+
+    async def annotate(
+        self,
+        data: bytes,
+        boxes: list[tuple[Box, str]],
+        fmt: FormatName | None,
+        quality: int | None,
+    ) -> ProcessedImage:
+        image: ProcessedImage = await self.preprocessor.annotate.remote(data, boxes, fmt, quality)
+        return image
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "objects": await self.detector.status.remote(),
+            "ocr": await self.ocr.status.remote(),
+            "faces": await self.faces.status.remote(),
+        }
