@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -79,6 +80,7 @@ class LocalCluster:
     num_cpus: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    temp_dir: str | None = None
 
     @property
     def address(self) -> str:
@@ -111,6 +113,10 @@ class LocalCluster:
             cmd.append(f"--num-cpus={self.num_cpus}")
         env = {**os.environ, **self.env}
         if block:
+            # A private temp dir: Ray records "the current cluster" under its temp dir, and a
+            # later plain `ray.init()` must not find this short-lived cluster there.
+            self.temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+            cmd.append(f"--temp-dir={self.temp_dir}")
             self.process = subprocess.Popen(
                 [*cmd, "--block"], env=env, cwd=PROJECT_ROOT, start_new_session=True
             )
@@ -163,6 +169,8 @@ class LocalCluster:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
             self.process = None
+            if self.temp_dir:
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
         else:
             subprocess.run([_bin("ray"), "stop"], check=False)
 
