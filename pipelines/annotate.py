@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.decode import open_image
-from pipelines.encode import MEDIA_TYPES, FormatName, default_format, encode
+from pipelines.encode import FormatName, default_format
 from pipelines.limits import Limits
-from pipelines.pipeline import ProcessedImage
+from pipelines.pipeline import ProcessedImage, finish
 from pipelines.results import Box
 
 _FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # Debian: fonts-dejavu-core
@@ -50,19 +51,10 @@ def annotate(
     quality: int | None = None,
 ) -> ProcessedImage:
     """Decode (upright, under the limits), draw, encode: the boxes are in upright pixels."""
+    started = time.monotonic()
     decoded = open_image(data, limits)
     out = draw_boxes(decoded.image, boxes)
     chosen = fmt or default_format(decoded.format)
     if chosen not in ("jpeg", "png", "webp"):
         chosen = "png"
-    return ProcessedImage(
-        data=encode(out, chosen, quality),
-        format=chosen,
-        media_type=MEDIA_TYPES[chosen],
-        width=out.width,
-        height=out.height,
-        source_format=decoded.format.lower(),
-        source_width=decoded.width,
-        source_height=decoded.height,
-        elapsed_ms=0.0,
-    )
+    return finish(out, decoded, chosen, quality, started)

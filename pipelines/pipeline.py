@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from pipelines.decode import open_image
-from pipelines.encode import MEDIA_TYPES, encode
+from PIL import Image
+
+from pipelines.decode import DecodedImage, open_image
+from pipelines.encode import MEDIA_TYPES, FormatName, encode
 from pipelines.errors import DeadlineExceeded
 from pipelines.limits import Limits
 from pipelines.ops import OPERATIONS
@@ -51,9 +53,19 @@ def run_pipeline(
     if time.monotonic() > deadline:
         raise DeadlineExceeded("the pipeline ran out of time before encoding")
     fmt, quality = spec.output(decoded.format)
-    encoded = encode(img, fmt, quality)
+    return finish(img, decoded, fmt, quality, started)
+
+
+def finish(
+    img: Image.Image,
+    decoded: DecodedImage,
+    fmt: FormatName,
+    quality: int | None,
+    started: float,
+) -> ProcessedImage:
+    """Encode `img` (made from `decoded`) once, with what a client needs to know about it."""
     return ProcessedImage(
-        data=encoded,
+        data=encode(img, fmt, quality),
         format=fmt,
         media_type=MEDIA_TYPES[fmt],
         width=img.width,

@@ -14,25 +14,20 @@ from pipelines.ocr import OcrEngineName, OcrParams
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from serve_app import context
 from serve_app.ai import AiService
-from serve_app.images import ImageService
 from serve_app.routes.common import (
     IMAGE_MEDIA_TYPES,
-    ImageInput,
+    Images,
+    Output,
     OutputOptions,
+    Source,
     build,
-    image_input,
     image_response,
-    images,
-    output_options,
     read_input,
 )
 from serve_app.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["image AI"])
 
-Source = Annotated[ImageInput, Depends(image_input)]
-Output = Annotated[OutputOptions, Depends(output_options)]
-Images = Annotated[ImageService, Depends(images)]
 Ai = Annotated[AiService, Depends(context.ai_service)]
 Annotate = Annotated[bool, Form(description="answer with the image, boxes drawn")]
 

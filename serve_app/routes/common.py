@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import File, Form, UploadFile
+from fastapi import Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -128,3 +128,9 @@ async def run_spec(
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"
     return response
+
+
+# Route parameters every image endpoint shares.
+Source = Annotated[ImageInput, Depends(image_input)]
+Output = Annotated[OutputOptions, Depends(output_options)]
+Images = Annotated[ImageService, Depends(images)]

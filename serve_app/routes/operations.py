@@ -4,9 +4,9 @@ pipeline of one step; /process takes a whole pipeline."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -20,15 +20,13 @@ from pipelines.ops.gravity import Gravity
 from pipelines.ops.resize import ResizeMode, ResizeStep
 from pipelines.spec import PipelineSpec, invalid_parameter
 from serve_app.errors import BadRequest, UnsupportedMediaType
-from serve_app.images import ImageService
 from serve_app.routes.common import (
     IMAGE_RESPONSES,
     ImageInput,
-    OutputOptions,
+    Images,
+    Output,
+    Source,
     build,
-    image_input,
-    images,
-    output_options,
     read_input,
     run_spec,
     run_steps,
@@ -37,16 +35,12 @@ from serve_app.schemas import ProcessRequest
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
-Source = Annotated[ImageInput, Depends(image_input)]
-Output = Annotated[OutputOptions, Depends(output_options)]
-Service = Annotated[ImageService, Depends(images)]
-
 
 @router.post("/resize", responses=IMAGE_RESPONSES, response_class=Response)
 async def resize(
     source: Source,
     output: Output,
-    service: Service,
+    service: Images,
     width: int | None = Form(None, ge=1, le=16384),
     height: int | None = Form(None, ge=1, le=16384),
     mode: ResizeMode = Form("fit", description="fit, exact or fill"),
@@ -65,7 +59,7 @@ async def resize(
 async def crop(
     source: Source,
     output: Output,
-    service: Service,
+    service: Images,
     x: int = Form(0, ge=0),
     y: int = Form(0, ge=0),
     width: int | None = Form(None, ge=1),
@@ -82,7 +76,7 @@ async def crop(
 async def filter_(
     source: Source,
     output: Output,
-    service: Service,
+    service: Images,
     name: FilterName = Form(
         ..., description="blur, sharpen, edge, gaussian, median, emboss, contour"
     ),
@@ -97,7 +91,7 @@ async def filter_(
 async def enhance(
     source: Source,
     output: Output,
-    service: Service,
+    service: Images,
     brightness: float = Form(1.0, ge=0, le=10),
     contrast: float = Form(1.0, ge=0, le=10),
     saturation: float = Form(1.0, ge=0, le=10),
@@ -115,7 +109,7 @@ async def enhance(
 
 
 @router.post("/convert", responses=IMAGE_RESPONSES, response_class=Response)
-async def convert(source: Source, output: Output, service: Service) -> Response:
+async def convert(source: Source, output: Output, service: Images) -> Response:
     """Re-encode as `format` (required here) with `quality`; EXIF orientation is applied."""
     if output.format is None:
         raise InvalidParameter("format is required", field="format")
@@ -159,7 +153,7 @@ def _parse_json(text: str | bytes, field: str) -> Any:
 @router.post(
     "/process", responses=IMAGE_RESPONSES, response_class=Response, openapi_extra=_PROCESS_BODY
 )
-async def process(request: Request, service: Service) -> Response:
+async def process(request: Request, service: Images) -> Response:
     """Run a whole pipeline on one image, decoding once and encoding once.
 
     JSON body: `{"image_id", "steps": [{"op": "resize", ...}, ...], "format", "quality", "store"}`.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import ray
 import yaml
 
 from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
@@ -56,6 +57,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield Service(cluster, f"http://127.0.0.1:{port}", data_dir, config_path)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def driver(service: Service) -> Iterator[None]:
+    """This process as a Ray driver of the session's cluster, connected once: Serve's handle
+    router is a per-process singleton that does not survive ray.shutdown() and a new init."""
+    ray.init(address=service.cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

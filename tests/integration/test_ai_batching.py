@@ -4,12 +4,10 @@ reconfiguration (batch knobs, weights), and the 503 when weights cannot load."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
-import ray
 import yaml
 from ray import serve
 
@@ -20,12 +18,8 @@ from tests.integration.test_http_api import assert_error, post
 
 
 @pytest.fixture(scope="module")
-def detector(service: Service) -> Iterator[serve.handle.DeploymentHandle]:
-    ray.init(address=service.cluster.address, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield serve.get_deployment_handle("YoloDetector", app_name="image-service")
-    finally:
-        ray.shutdown()
+def detector(driver: None) -> serve.handle.DeploymentHandle:
+    return serve.get_deployment_handle("YoloDetector", app_name="image-service")
 
 
 def redeploy(service: Service, **user_config: object) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import ray
 from ray import serve
 
 from pipelines.errors import BadImage, InvalidParameter
@@ -13,16 +10,6 @@ from pipelines.ops.resize import ResizeStep
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from tests.conftest import decode, encode, photo
-from tests.integration.conftest import Service
-
-
-@pytest.fixture(scope="module")
-def driver(service: Service) -> Iterator[None]:
-    ray.init(address=service.cluster.address, logging_level="ERROR", log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_preprocessor_handle_with_a_dict_pipeline(driver: None, astronaut_jpeg: bytes) -> None:

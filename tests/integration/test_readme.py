@@ -66,6 +66,11 @@ def test_readme_curl_examples(service: Service, workdir: Path) -> None:
     assert (info["width"], info["height"], info["format"]) == (512, 512, "jpeg")
     assert (workdir / "original.jpg").read_bytes() == (workdir / "photo.jpg").read_bytes()
     assert size(workdir / "avatar.jpg") == (128, 128)
+    faces = json.loads((workdir / "faces.json").read_text())
+    assert (faces["engine"], len(faces["faces"])) == ("mtcnn", 1)
+    assert size(workdir / "faces.png") == (512, 512)
+    assert json.loads((workdir / "text.json").read_text())["engine"] == "tesseract"
+    assert "detections" in json.loads((workdir / "objects.json").read_text())
 
 
 def test_readme_python_handle_example(service: Service, workdir: Path) -> None:
