@@ -1,0 +1,1 @@
+"""Benchmarks: the service side by side with the bare library, in one run, as ratios."""
