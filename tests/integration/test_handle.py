@@ -1,7 +1,8 @@
-"""Other Ray apps and driver scripts call the Preprocessor through a DeploymentHandle."""
+"""Other Ray apps and driver scripts call the deployments through DeploymentHandles."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from ray import serve
 
@@ -9,7 +10,7 @@ from pipelines.errors import BadImage, InvalidParameter
 from pipelines.ops.resize import ResizeStep
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
-from tests.conftest import decode, encode, photo
+from tests.conftest import decode, encode, normalised, photo, text_image
 
 
 def test_preprocessor_handle_with_a_dict_pipeline(driver: None, astronaut_jpeg: bytes) -> None:
@@ -44,3 +45,15 @@ def test_handle_errors_keep_their_type_and_status(driver: None, astronaut_jpeg: 
 def test_app_handle_reaches_the_ingress(driver: None) -> None:
     app = serve.get_app_handle("image-service")
     assert app.deployment_id.name == "Ingress"
+
+
+def test_model_deployments_through_handles(driver: None) -> None:
+    """Another Ray app can use the AI deployments directly, with plain arrays and dicts."""
+    faces = serve.get_deployment_handle("FaceDetector", app_name="image-service")
+    found = faces.detect.remote(np.asarray(photo("astronaut")), {"engine": "haar"})
+    assert len(found.result(timeout_s=60).faces) == 1
+    ocr = serve.get_deployment_handle("OcrReader", app_name="image-service")
+    read = ocr.read.remote(np.asarray(text_image("handles work")), {"engine": "tesseract"})
+    assert normalised(read.result(timeout_s=60).text) == "handles work"
+    with pytest.raises(InvalidParameter):
+        ocr.read.remote(np.asarray(text_image("x")), {"engine": "nope"}).result(timeout_s=60)
