@@ -60,6 +60,7 @@ type-check: install
 ## bench: benchmarks side by side with the bare library; results in bench/results/
 bench: install
 	$(BIN)/python -m bench.thumbnail
+	$(BIN)/python -m bench.yolo
 
 ## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
 deploy: install

@@ -29,19 +29,26 @@ from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def photos_jpeg(size: tuple[int, int], count: int = 4, quality: int = 90) -> list[bytes]:
-    """Real photos (scikit-image) at camera-like size, as JPEG."""
+def photos(size: tuple[int, int]) -> list[Image.Image]:
+    """Four real photos (scikit-image), resized."""
     loaders: list[Callable[[], np.ndarray]] = [
         skdata.astronaut,
         skdata.coffee,
         skdata.chelsea,
         skdata.rocket,
     ]
-    sources = [load() for load in loaders]
+    return [
+        Image.fromarray(load()).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        for load in loaders
+    ]
+
+
+def photos_jpeg(size: tuple[int, int], count: int = 4, quality: int = 90) -> list[bytes]:
+    """Real photos at camera-like size, as JPEG."""
+    sources = photos(size)
     out = []
     for i in range(count):
-        img = Image.fromarray(sources[i % len(sources)]).convert("RGB")
-        img = img.resize(size, Image.Resampling.LANCZOS)
+        img = sources[i % len(sources)]
         buffer = io.BytesIO()
         img.save(buffer, "JPEG", quality=quality)
         out.append(buffer.getvalue())
@@ -149,9 +156,26 @@ def timed_loop(
     }
 
 
+@dataclass
+class BenchCluster:
+    base_url: str
+    cluster: LocalCluster
+    config: dict[str, Any]
+    workdir: Path
+
+    def redeploy(self, deployment: str, **user_config: object) -> None:
+        """serve deploy the same config with one deployment's user_config changed."""
+        (app,) = self.config["applications"]
+        (target,) = [d for d in app["deployments"] if d["name"] == deployment]
+        target["user_config"] = {**target.get("user_config", {}), **user_config}
+        path = self.workdir / "serve_config.yaml"
+        path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.cluster.deploy(path)
+
+
 @contextmanager
-def serve_cluster(env: dict[str, str] | None = None) -> Iterator[str]:
-    """A Ray head with the app from serve_config.yaml on free ports; yields the base URL."""
+def serve_cluster(env: dict[str, str] | None = None) -> Iterator[BenchCluster]:
+    """A Ray head with the app from serve_config.yaml on free ports."""
     import tempfile
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -166,7 +190,7 @@ def serve_cluster(env: dict[str, str] | None = None) -> Iterator[str]:
         cluster.start(block=True)
         try:
             cluster.deploy(path)
-            yield f"http://127.0.0.1:{port}"
+            yield BenchCluster(f"http://127.0.0.1:{port}", cluster, config, Path(tmp))
         finally:
             cluster.stop()
 

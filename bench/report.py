@@ -58,11 +58,43 @@ def _thumbnail(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _yolo(data: dict[str, Any]) -> list[str]:
+    best_bare = max(b["img_per_s"] for b in data["bare"])
+    lines = [
+        f"## YOLO: {data['weights']} at {data['image_size']} px, CPU",
+        "",
+        "`python -m bench.yolo`. The service is the YoloDetector through a DeploymentHandle",
+        "(arrays in: no HTTP, no decode); the bare loop is ultralytics' predict in one process.",
+        "Both use torch on 2 threads.",
+        "",
+        "| bare ultralytics | img/s | batch p50 ms |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [
+        f"| batch {b['batch']} | {b['img_per_s']} | {b['batch_p50_ms']} |" for b in data["bare"]
+    ]
+    lines += [
+        "",
+        "| service | concurrency | img/s | x best bare | mean batch | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label in ("batching_on", "batching_off"):
+        for run in data.get(label, []):
+            lines.append(
+                f"| {label.replace('_', ' ')} | {run['concurrency']} | {run['img_per_s']} | "
+                f"{run['img_per_s'] / best_bare:.2f} | {run['mean_batch']} | {run['p50_ms']} | "
+                f"{run['p99_ms']} | {run['errors']} |"
+            )
+    return [*lines, ""]
+
+
 def render() -> str:
     path = RESULTS / "thumbnail.json"
     if not path.exists():
         return "no results yet: run `make bench`"
     data = json.loads(path.read_text())
+    yolo_path = RESULTS / "yolo.json"
+    yolo = json.loads(yolo_path.read_text()) if yolo_path.exists() else None
     m = data["machine"]
     lines = [
         "# Benchmark results",
@@ -72,6 +104,7 @@ def render() -> str:
         "within it, not absolute numbers across machines.",
         "",
         *_thumbnail(data),
+        *(_yolo(yolo) if yolo else []),
     ]
     text = "\n".join(lines)
     RESULTS_MD.write_text(text + "\n")

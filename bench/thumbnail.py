@@ -88,8 +88,8 @@ def run(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
         entry["bare_ceiling"] = {"per_s": round(sum(w["per_s"] for w in per_worker), 2)}
         results["jobs"][job] = entry
     for variant, env in VARIANTS.items():
-        with serve_cluster(env) as base_url:
-            url = f"{base_url}/api/v1/resize"
+        with serve_cluster(env) as bench:
+            url = f"{bench.base_url}/api/v1/resize"
             http_load(url, bodies, JOBS["fit"], 4, seconds=2)  # warm-up: replicas, connections
             for job, fields in JOBS.items():
                 runs = [http_load(url, bodies, fields, c, seconds=seconds) for c in concurrencies]

@@ -78,5 +78,8 @@ class Ingress:
         )
 
     def check_health(self) -> None:
-        """Serve restarts the replica if its database stops answering entirely."""
-        context.image_service().db.ping()
+        """Fails only for what a restart fixes: services not built. A database or storage
+        outage must not restart the ingress (image operations need neither); /health/ready
+        reports those and their routes answer 503 meanwhile."""
+        context.image_service()
+        context.ai_service()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from pipelines.spec import PipelineSpec
 from serve_app.db import ImageRecord
@@ -33,6 +33,12 @@ class StoredImage(BaseModel):
     source_id: str | None = None
     url: str = Field(description="where to download it")
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def size(self) -> dict[str, int]:
+        """Dimensions again, as one object: the upload contract names `size`."""
+        return {"width": self.width, "height": self.height}
 
     @classmethod
     def of(cls, record: ImageRecord) -> StoredImage:

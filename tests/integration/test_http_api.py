@@ -192,6 +192,7 @@ def test_upload_download_etag_and_meta(client: httpx.Client, astronaut_jpeg: byt
     assert upload.status_code == 201, upload.text
     body = upload.json()
     assert body["format"] == "jpeg" and (body["width"], body["height"]) == (512, 512)
+    assert body["size"] == {"width": 512, "height": 512}
     assert body["bytes"] == len(astronaut_jpeg)
     import hashlib
 
