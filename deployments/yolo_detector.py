@@ -31,7 +31,7 @@ class YoloDetector:
         self.batches = 0
         self.images = 0
         self.max_batch_size = 8
-        self.batch_wait_timeout_s = 0.02
+        self.batch_wait_timeout_s = 0.005
         self.slot = self._load(weights)
 
     def _load(self, weights: str) -> EngineSlot[YoloEngine]:
@@ -69,7 +69,7 @@ class YoloDetector:
         return result
 
     # serve.batch's stubs expect a one-argument function; it batches each argument separately.
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)  # type: ignore[arg-type]
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
     async def _batched(  # type: ignore[misc]
         self, images: list[np.ndarray], params: list[DetectParams]
     ) -> list[ObjectsResult | Exception]:

@@ -102,5 +102,5 @@ def test_live_reconfiguration_and_missing_weights(
         assert client.get("/health/ready").status_code == 200
         assert client.get("/health/").json()["models"]["objects"]["ready"] is False
     finally:
-        redeploy(service, weights=FALL_MODEL, max_batch_size=8, batch_wait_timeout_s=0.02)
+        redeploy(service, weights=FALL_MODEL, max_batch_size=8, batch_wait_timeout_s=0.005)
         wait_for_model(detector, FALL_MODEL)
