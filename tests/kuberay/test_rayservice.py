@@ -282,4 +282,7 @@ def test_manifest_uses_the_project_image_and_ray() -> None:
     service = _rayservice()
     assert service["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
     image = f"{PYPROJECT['project']['name']}:{PYPROJECT['project']['version']}"
-    assert {c["image"] for c in _containers(service)} == {image}
+    # Containers that ask for a GPU run the CUDA build of the same Dockerfile (tag suffix -gpu).
+    for container in _containers(service):
+        gpu = "nvidia.com/gpu" in container.get("resources", {}).get("limits", {})
+        assert container["image"] == (f"{image}-gpu" if gpu else image), container["name"]
