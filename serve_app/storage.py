@@ -11,9 +11,12 @@ import contextlib
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
+from botocore.exceptions import BotoCoreError
 from fsspec.implementations.local import LocalFileSystem
 
 from serve_app.errors import NotFound
@@ -23,11 +26,27 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@contextmanager
+def _unavailable_as_oserror() -> Iterator[None]:
+    """botocore's connection errors are not OSErrors; callers treat OSError as "storage down"."""
+    try:
+        yield
+    except BotoCoreError as exc:
+        raise ConnectionError(f"storage unreachable: {exc}") from exc
+
+
 class BlobStore:
     def __init__(self, url: str, *, s3_endpoint_url: str | None = None) -> None:
         options: dict[str, Any] = {}
-        if url.startswith("s3://") and s3_endpoint_url:
-            options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
+        if url.startswith("s3://"):
+            # Fail in seconds, not minutes, when the store is down: callers answer 503.
+            options["config_kwargs"] = {
+                "connect_timeout": 2,
+                "read_timeout": 15,
+                "retries": {"max_attempts": 2},
+            }
+            if s3_endpoint_url:
+                options["client_kwargs"] = {"endpoint_url": s3_endpoint_url}
         self.url = url
         self.fs, root = fsspec.url_to_fs(url, **options)
         self.root = root.rstrip("/")
@@ -56,20 +75,23 @@ class BlobStore:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         else:
-            self.fs.pipe_file(path, data)
+            with _unavailable_as_oserror():
+                self.fs.pipe_file(path, data)
 
     def get(self, key: str) -> bytes:
         try:
-            data: bytes = self.fs.cat_file(self._path(key))
+            with _unavailable_as_oserror():
+                data: bytes = self.fs.cat_file(self._path(key))
         except FileNotFoundError:
             raise NotFound("the stored image is missing", field="image_id") from None
         return data
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        with _unavailable_as_oserror():
+            return bool(self.fs.exists(self._path(key)))
 
     def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), _unavailable_as_oserror():
             self.fs.rm_file(self._path(key))
 
     def ping(self) -> None:
@@ -78,4 +100,5 @@ class BlobStore:
             if not os.path.isdir(self.root):
                 raise FileNotFoundError(self.root)
         else:
-            self.fs.ls(self.root.split("/")[0], refresh=True)
+            with _unavailable_as_oserror():
+                self.fs.ls(self.root.split("/")[0], refresh=True)

@@ -68,3 +68,18 @@ def test_s3_ping_fails_for_a_missing_bucket(moto_endpoint: str, s3_bucket: str) 
     store = BlobStore("s3://no-such-bucket-here/p", s3_endpoint_url=moto_endpoint)
     with pytest.raises(FileNotFoundError):
         store.ping()
+
+
+def test_unreachable_s3_is_a_connection_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers map OSError to 503; botocore's own errors must arrive as one."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from serve_app.local import free_port
+
+    dead = BlobStore("s3://bucket/p", s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ConnectionError):
+        dead.get("images/aa/x")
+    with pytest.raises(ConnectionError):
+        dead.put("images/aa/x", b"1")
+    with pytest.raises(ConnectionError):
+        dead.ping()
