@@ -46,12 +46,18 @@ class ImageService:
         self.store = store
         self.limits = limits
 
-    async def load(self, image_id: str) -> tuple[ImageRecord, bytes]:
+    async def record(self, image_id: str) -> ImageRecord:
         record = await _call("database", self.db.get_image, image_id)
         if record is None:
             raise NotFound(f"no image with id {image_id!r}", field="image_id")
-        data = await _call("storage", self.store.get, record.blob_key)
-        return record, data
+        return record
+
+    async def blob(self, record: ImageRecord) -> bytes:
+        return await _call("storage", self.store.get, record.blob_key)
+
+    async def load(self, image_id: str) -> tuple[ImageRecord, bytes]:
+        record = await self.record(image_id)
+        return record, await self.blob(record)
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)  # cheap refusal before the hop

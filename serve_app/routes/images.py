@@ -31,18 +31,18 @@ async def download(
     if_none_match: str | None = Header(None),
 ) -> Response:
     """The stored bytes, with a strong ETag (the content's sha256)."""
-    record, data = await service.load(image_id)
+    record = await service.record(image_id)
     etag = f'"{record.sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers)  # no blob read for a revalidation
+    data = await service.blob(record)
     return Response(content=data, media_type=record.media_type, headers=headers)
 
 
 @router.get("/images/{image_id}/meta", response_model=StoredImage, responses=ERROR_RESPONSES)
 async def metadata(image_id: ImageId, service: Service) -> StoredImage:
-    record, _ = await service.load(image_id)
-    return StoredImage.of(record)
+    return StoredImage.of(await service.record(image_id))
 
 
 @router.get("/image-info", response_model=ImageInfo, responses=ERROR_RESPONSES)
