@@ -115,11 +115,8 @@ def _identify(data: bytes, limits: Limits) -> Image.Image:
     raise BadImage("the data is not a readable image", code="unreadable_image", field="file")
 
 
-def _orientation(img: Image.Image) -> int:
-    try:
-        value = img.getexif().get(_ORIENTATION_TAG, 1)
-    except _DECODE_ERRORS:
-        return 1
+def _orientation(exif: dict[int, object]) -> int:
+    value = exif.get(_ORIENTATION_TAG, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
@@ -175,11 +172,11 @@ def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = No
         )
     if frames > 1:
         img.seek(0)
-    orientation = _orientation(img)
     try:
         exif = dict(img.getexif())
     except _DECODE_ERRORS:
         exif = {}
+    orientation = _orientation(exif)
     upright = (height, width) if orientation in _SWAPS_AXES else (width, height)
     if shrink_to is not None and fmt in ("JPEG", "MPO"):
         want_w, want_h = shrink_to(*upright)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,12 +62,6 @@ def pick_device(requested: str | None = None) -> str:
     if requested:
         return requested
     return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-@dataclass
-class _Group:
-    indices: list[int]
-    params: DetectParams
 
 
 def _import_yolo() -> Any:
@@ -138,21 +131,22 @@ class YoloEngine:
         import torch
 
         results: list[ObjectsResult | Exception] = [InvalidParameter("not run")] * len(images)
-        groups: dict[tuple[int, float], _Group] = {}
+        wanted: dict[int, set[int] | None] = {}
+        groups: dict[tuple[int, float], list[int]] = {}
         for i, (image, p) in enumerate(zip(images, params, strict=True)):
             try:
                 if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
                     raise InvalidParameter("expected an RGB image array", field="file")
-                self.class_ids(p.classes)  # unknown labels fail this request, before the model
+                wanted[i] = self.class_ids(p.classes)  # unknown labels fail before the model
             except InvalidParameter as exc:
                 results[i] = exc
                 continue
-            groups.setdefault((p.image_size, p.iou), _Group([], p)).indices.append(i)
-        for (size, iou), group in groups.items():
+            groups.setdefault((p.image_size, p.iou), []).append(i)
+        for (size, iou), indices in groups.items():
             self._set_threads(torch)
-            batch = [np.ascontiguousarray(images[i][:, :, ::-1]) for i in group.indices]  # BGR
-            lowest = min(params[i].confidence for i in group.indices)
-            most = max(params[i].max_detections for i in group.indices)
+            batch = [np.ascontiguousarray(images[i][:, :, ::-1]) for i in indices]  # BGR
+            lowest = min(params[i].confidence for i in indices)
+            most = max(params[i].max_detections for i in indices)
             outputs = self.model.predict(
                 batch,
                 conf=lowest,
@@ -162,13 +156,14 @@ class YoloEngine:
                 device=self.device,
                 verbose=False,
             )
-            for i, output in zip(group.indices, outputs, strict=True):
-                results[i] = self._to_result(output, images[i], params[i])
+            for i, output in zip(indices, outputs, strict=True):
+                results[i] = self._to_result(output, images[i], params[i], wanted[i])
         return results
 
-    def _to_result(self, output: Any, image: np.ndarray, p: DetectParams) -> ObjectsResult:
+    def _to_result(
+        self, output: Any, image: np.ndarray, p: DetectParams, wanted: set[int] | None
+    ) -> ObjectsResult:
         height, width = image.shape[:2]
-        wanted = self.class_ids(p.classes)
         boxes = output.boxes
         xyxy = boxes.xyxy.cpu().numpy().tolist()
         conf = boxes.conf.cpu().numpy().tolist()

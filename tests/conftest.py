@@ -83,15 +83,9 @@ ZIDANE_PEOPLE = [(120, 195, 1150, 720), (745, 40, 1150, 720)]
 FALL_MODEL = "pkg:fall_detection/models/best.pt"  # a trained YOLOv8 person detector
 
 
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
-
-
 def best_iou(box: tuple[float, float, float, float], found: list[dict]) -> float:
-    return max(
-        (iou(box, tuple(f["box"][k] for k in ("x1", "y1", "x2", "y2"))) for f in found), default=0.0
-    )
+    """The best overlap (pipelines.results.Box.iou) of `box` with any found box."""
+    from pipelines.results import Box
+
+    target = Box(x1=box[0], y1=box[1], x2=box[2], y2=box[3])
+    return max((target.iou(Box(**f["box"])) for f in found), default=0.0)
