@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import statistics
 import time
 from typing import Any
@@ -106,7 +105,7 @@ def run(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "weights": WEIGHTS, "image_size": SIZE}
     results["bare"] = [bare(images, batch, seconds) for batch in (1, 8)]
     with serve_cluster({"MODELS_YOLO_WEIGHTS": WEIGHTS}) as bench:
-        ray.init(address=bench.cluster.address, logging_level=logging.ERROR, log_to_driver=False)
+        bench.cluster.connect()
         try:
             handle = serve.get_deployment_handle("YoloDetector", app_name="image-service")
             for label, size in (("batching_on", 8), ("batching_off", 1)):

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,6 +43,28 @@ def _bin(name: str) -> str:
     """The Ray CLIs of this interpreter's environment (the venv), not whatever is on PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def _ray_token() -> str | None:
+    """The token a Ray cluster started here will require, where Ray would find it.
+
+    Ray 2.60 turns token authentication on for every `ray start` that finds a token (and a
+    plain local `ray.init()` writes one to ~/.ray/auth_token), so the dashboard then answers
+    401 to anything that does not present it.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    return path.read_text().strip() if path.is_file() else None
+
+
+def dashboard_get(url: str, timeout: float) -> Any:
+    """GET from the dashboard, with the cluster's token when there is one."""
+    token = _ray_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
 @dataclass
@@ -83,6 +106,28 @@ class LocalCluster:
     temp_dir: str | None = None
 
     @property
+    def process_env(self) -> dict[str, str]:
+        """Environment for `ray start` and the Ray CLIs: Ray's CLIs send the cluster token only
+        when the mode says "token", so say it whenever a token will be required."""
+        auth = {"RAY_AUTH_MODE": "token"} if _ray_token() else {}
+        return {**os.environ, **auth, **self.env}
+
+    def connect(self) -> None:
+        """Join this process to the cluster as a Ray driver (tests, benchmarks)."""
+        import logging
+
+        import ray
+
+        if self.process_env.get("RAY_AUTH_MODE") == "token":
+            os.environ["RAY_AUTH_MODE"] = "token"
+            # Ray caches its config at import; re-read it so this process sends the token
+            # (what Ray itself does when it turns token auth on).
+            from ray._raylet import Config  # type: ignore[attr-defined]
+
+            Config.initialize("")
+        ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+
+    @property
     def address(self) -> str:
         return f"127.0.0.1:{self.ports.gcs}"
 
@@ -92,7 +137,7 @@ class LocalCluster:
 
     def is_up(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2):
+            with dashboard_get(f"{self.dashboard_url}/api/version", timeout=2):
                 return True
         except (urllib.error.URLError, OSError):
             return False
@@ -111,7 +156,7 @@ class LocalCluster:
         ]
         if self.num_cpus is not None:
             cmd.append(f"--num-cpus={self.num_cpus}")
-        env = {**os.environ, **self.env}
+        env = self.process_env
         if block:
             # A private temp dir: Ray records "the current cluster" under its temp dir, and a
             # later plain `ray.init()` must not find this short-lived cluster there.
@@ -134,7 +179,7 @@ class LocalCluster:
         subprocess.run(
             [_bin("serve"), "deploy", "-a", self.dashboard_url, str(config)],
             cwd=PROJECT_ROOT,
-            env={**os.environ, **self.env},
+            env=self.process_env,
             check=True,
         )
         names = [a["name"] for a in yaml.safe_load(config.read_text())["applications"]]
@@ -142,7 +187,7 @@ class LocalCluster:
 
     def app_status(self) -> dict[str, str]:
         url = f"{self.dashboard_url}/api/serve/applications/"
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with dashboard_get(url, timeout=10) as response:
             body = json.load(response)
         return {name: app["status"] for name, app in (body.get("applications") or {}).items()}
 
@@ -198,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         if cluster.is_up():
             subprocess.run(
-                [_bin("serve"), "shutdown", "-y", "-a", cluster.dashboard_url], check=False
+                [_bin("serve"), "shutdown", "-y", "-a", cluster.dashboard_url],
+                env=cluster.process_env,
+                check=False,
             )
         cluster.stop()
         return 0

@@ -63,7 +63,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 def driver(service: Service) -> Iterator[None]:
     """This process as a Ray driver of the session's cluster, connected once: Serve's handle
     router is a per-process singleton that does not survive ray.shutdown() and a new init."""
-    ray.init(address=service.cluster.address, logging_level="ERROR", log_to_driver=False)
+    service.cluster.connect()
     try:
         yield
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -75,7 +74,7 @@ def test_readme_curl_examples(service: Service, workdir: Path) -> None:
 
 def test_readme_python_handle_example(service: Service, workdir: Path) -> None:
     (code,) = blocks("python")
-    env = {**os.environ, "RAY_ADDRESS": service.cluster.address}
+    env = {**service.cluster.process_env, "RAY_ADDRESS": service.cluster.address}
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=workdir,

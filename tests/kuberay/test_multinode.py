@@ -26,7 +26,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.local import LocalCluster, Ports, _bin, free_port
+from serve_app.local import LocalCluster, Ports, _bin, dashboard_get, free_port
 from tests.conftest import encode, photo
 from tests.kuberay.conftest import REPO_ROOT
 
@@ -139,7 +138,7 @@ class MultiNodeCluster:
         log = (self.log_dir / f"{name}.log").open("wb")
         process = subprocess.Popen(
             cmd,
-            env={**os.environ, **self.env},
+            env={**self.head.process_env, **self.env},
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -157,7 +156,7 @@ class MultiNodeCluster:
         wait_for(joined, timeout_s=60, what=f"node {name} to join")
 
     def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.head.dashboard_url}{path}", timeout=10) as response:
+        with dashboard_get(f"{self.head.dashboard_url}{path}", timeout=10) as response:
             return json.load(response)
 
     def node_names(self) -> dict[str, str]:
