@@ -3,6 +3,7 @@ ship inside facenet-pytorch."""
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 import cv2
@@ -24,18 +25,30 @@ class FaceParams(BaseModel):
 
 
 class HaarEngine:
+    """One cascade per thread: a CascadeClassifier keeps scratch state between calls, and two
+    threads sharing one mix up each other's detections (found when a batch's items, run
+    concurrently, got each other's faces)."""
+
     name = "haar"
+    PATH = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
 
     def __init__(self) -> None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            raise RuntimeError(f"could not load the Haar cascade from {path}")
+        self._local = threading.local()
+        self._cascade()  # fail at load time, not at the first request
+
+    def _cascade(self) -> cv2.CascadeClassifier:
+        cascade: cv2.CascadeClassifier | None = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = cv2.CascadeClassifier(self.PATH)
+            if cascade.empty():
+                raise RuntimeError(f"could not load the Haar cascade from {self.PATH}")
+            self._local.cascade = cascade
+        return cascade
 
     def detect(self, image: np.ndarray, params: FaceParams) -> FacesResult:
         height, width = image.shape[:2]
         gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        found = self.cascade.detectMultiScale(
+        found = self._cascade().detectMultiScale(
             gray,
             scaleFactor=params.scale_factor,
             minNeighbors=params.min_neighbors,
@@ -55,11 +68,14 @@ class MtcnnEngine:
         from facenet_pytorch import MTCNN
 
         self.model = MTCNN(keep_all=True, device=device)
+        # min_face_size is set on the shared model per call: one call at a time.
+        self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray, params: FaceParams) -> FacesResult:
         height, width = image.shape[:2]
-        self.model.min_face_size = params.min_size
-        boxes, probs = self.model.detect(Image.fromarray(image))
+        with self._lock:
+            self.model.min_face_size = params.min_size
+            boxes, probs = self.model.detect(Image.fromarray(image))
         faces = []
         if boxes is None:  # no face: MTCNN answers boxes=None, probs=[None]
             boxes, probs = [], []

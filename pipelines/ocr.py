@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -93,13 +94,17 @@ class EasyOcrEngine:
             download_enabled=False,
             verbose=False,
         )
+        # A Reader is not documented as thread-safe; the OcrReader runs calls in threads.
+        self._lock = threading.Lock()
 
     def read(self, image: np.ndarray, lang: str = "eng") -> OcrResult:
         if _EASYOCR_LANG.get(lang, lang) != "en":
             raise InvalidParameter("easyocr here reads English only (lang=en)", field="lang")
         height, width = image.shape[:2]
         items = []
-        for points, text, confidence in self.reader.readtext(image, detail=1, paragraph=False):
+        with self._lock:
+            found = self.reader.readtext(image, detail=1, paragraph=False)
+        for points, text, confidence in found:
             xs = [float(p[0]) for p in points]
             ys = [float(p[1]) for p in points]
             box = Box.clipped(min(xs), min(ys), max(xs), max(ys), width=width, height=height)

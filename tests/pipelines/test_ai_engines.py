@@ -143,3 +143,18 @@ def test_annotate_draws_inside_the_box() -> None:
     assert out.media_type == "image/png" and (out.width, out.height) == (600, 400)
     assert np.abs(drawn[180, 100] - original[180, 100]).sum() > 30  # left edge of the box
     assert np.abs(drawn[380, 500] - original[380, 500]).sum() == 0  # far from it: untouched
+
+
+@pytest.mark.parametrize("engine", [HaarEngine, MtcnnEngine])
+def test_concurrent_calls_keep_their_own_results(engine: type) -> None:
+    """Replicas call one engine from several threads at once: each call must see only its own
+    image (a shared Haar cascade once handed one image's faces to another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = engine()
+    images = [np.asarray(photo(name).convert("RGB")) for name in ("astronaut", "coffee") * 6]
+    alone = [detector.detect(image, FaceParams()) for image in images]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda image: detector.detect(image, FaceParams()), images))
+    assert together == alone
+    assert [len(r.faces) for r in together] == [1, 0] * 6
