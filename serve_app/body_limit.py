@@ -20,36 +20,44 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _rejection(limit: int) -> bytes:
+    message = f"the request body is over the limit of {limit} bytes"
+    return json.dumps(
+        {"error": {"code": "upload_too_large", "message": message, "field": "file"}}
+    ).encode()
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """`max_body_bytes` everywhere but the paths in `path_limits`, which have their own."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self._body = json.dumps(
-            {
-                "error": {
-                    "code": "upload_too_large",
-                    "message": f"the request body is over the limit of {max_body_bytes} bytes",
-                    "field": "file",
-                }
-            }
-        ).encode()
+        self.path_limits = path_limits or {}
 
-    async def _reject(self, send: Send) -> None:
+    def _limit(self, scope: Scope) -> int:
+        return self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = _rejection(limit)
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._body)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": self._body})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         received = 0
         exceeded = started = False
@@ -59,7 +67,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     exceeded = True
                     raise _BodyTooLarge
             return message
@@ -73,4 +81,4 @@ class BodyLimitMiddleware:
         with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, counting_receive, guarded_send)
         if exceeded and not started:
-            await self._reject(send)
+            await self._reject(send, limit)

@@ -10,14 +10,16 @@ from __future__ import annotations
 from serve_app.ai import AiService
 from serve_app.errors import Unavailable
 from serve_app.images import ImageService
+from serve_app.tasks import TaskService
 
 _image_service: ImageService | None = None
 _ai_service: AiService | None = None
+_task_service: TaskService | None = None
 
 
-def set_services(images: ImageService, ai: AiService) -> None:
-    global _image_service, _ai_service
-    _image_service, _ai_service = images, ai
+def set_services(images: ImageService, ai: AiService, tasks: TaskService) -> None:
+    global _image_service, _ai_service, _task_service
+    _image_service, _ai_service, _task_service = images, ai, tasks
 
 
 def image_service() -> ImageService:
@@ -30,3 +32,9 @@ def ai_service() -> AiService:
     if _ai_service is None:
         raise Unavailable("the service is still starting")
     return _ai_service
+
+
+def task_service() -> TaskService:
+    if _task_service is None:
+        raise Unavailable("the service is still starting")
+    return _task_service

@@ -1,45 +1,33 @@
 """Metadata in SQL through SQLAlchemy: SQLite by default, PostgreSQL (psycopg 3) for real.
 
-One table for now: every stored image, uploads and stored results alike. A row is written only
-after its blob is in storage, so a row never points at a missing blob.
+The schema is owned by Alembic (serve_app/migrations); `Database.migrate()` brings a database to
+the newest revision and is safe to call from every replica at start: PostgreSQL serialises it
+with an advisory lock, SQLite with a file lock beside the database file.
 """
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, create_engine, event, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
+from serve_app.models import CachedResult, ImageRecord, new_id
 
-class Base(DeclarativeBase):
-    pass
+__all__ = ["Database", "ImageRecord", "alembic_config", "new_id"]
 
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class ImageRecord(Base):
-    __tablename__ = "images"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(16))  # "upload" or "result"
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    blob_key: Mapped[str] = mapped_column(String(255))
-    format: Mapped[str] = mapped_column(String(16))
-    media_type: Mapped[str] = mapped_column(String(64))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    bytes: Mapped[int] = mapped_column(Integer)
-    source_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"), default=None)
-    pipeline: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=lambda: datetime.now(UTC)
-    )
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Revision of the schema that create_all() made before migrations existed (images only).
+BASELINE_REVISION = "0001"
+_PG_MIGRATION_LOCK = 7_310_420_001  # any constant, the same in every replica
 
 
 def make_engine(url: str) -> Engine:
@@ -61,13 +49,73 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """Alembic's configuration built in code: no alembic.ini to keep in step with settings."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
 class Database:
     def __init__(self, url: str) -> None:
+        self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+                try:
+                    yield conn
+                finally:
+                    conn.rollback()
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                    conn.commit()
+                return
+            path = self.engine.url.database
+            if not path or path == ":memory:":
+                yield conn
+                return
+            with open(f"{path}.migrate.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield conn
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade (or downgrade) to `revision`. A database made by create_all() before
+        Alembic (an `images` table, no version table) is first stamped at the baseline it
+        already matches."""
+        with self._migration_lock() as conn:
+            tables = set(inspect(conn).get_table_names())
+            config = alembic_config(conn)
+            if "images" in tables and "alembic_version" not in tables:
+                command.stamp(config, BASELINE_REVISION)
+            current = MigrationContext.configure(conn).get_current_revision()
+            below: set[str] = set()
+            if current:
+                scripts = ScriptDirectory.from_config(config).walk_revisions("base", current)
+                below = {script.revision for script in scripts}
+            if revision not in ("head", current) and revision in below:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+            conn.commit()
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """The schema a service needs, at start: the newest migration."""
+        self.migrate()
 
     def session(self) -> Session:
         return self.sessions()
@@ -86,5 +134,9 @@ class Database:
             return session.get(ImageRecord, image_id)
 
     def sha_in_use(self, sha256: str) -> bool:
+        """Whether any row still names this blob (a stored image or a cache entry)."""
         with self.session() as session:
-            return session.query(ImageRecord.id).filter_by(sha256=sha256).first() is not None
+            for model in (ImageRecord, CachedResult):
+                if session.query(model.sha256).filter_by(sha256=sha256).first() is not None:
+                    return True
+            return False

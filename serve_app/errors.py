@@ -35,6 +35,11 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
 class Unavailable(ServiceError):
     """A dependency (a deployment, the database, storage) cannot answer now; try again later."""
 

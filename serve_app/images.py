@@ -7,8 +7,10 @@ client, never a 500, and a failed request leaves no row behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ray.serve.handle import DeploymentHandle
@@ -20,13 +22,14 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.db import Database, ImageRecord, new_id
 from serve_app.errors import NotFound, Unavailable
+from serve_app.result_cache import ResultCache, cache_key
 from serve_app.storage import BlobStore, sha256_hex
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
 
 
-async def _call(what: str, fn: Callable[..., T], *args: Any) -> T:
+async def offload(what: str, fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking dependency call off the event loop; its outage becomes a 503."""
     try:
         return await asyncio.to_thread(fn, *args)
@@ -37,23 +40,39 @@ async def _call(what: str, fn: Callable[..., T], *args: Any) -> T:
         raise Unavailable(f"the {what} is unavailable; try again shortly") from None
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A pipeline's result, its cache key (also its ETag) and whether the cache answered."""
+
+    result: ProcessedImage
+    key: str
+    hit: bool
+
+
 class ImageService:
     def __init__(
-        self, preprocessor: DeploymentHandle[Any], db: Database, store: BlobStore, limits: Limits
+        self,
+        preprocessor: DeploymentHandle[Any],
+        db: Database,
+        store: BlobStore,
+        limits: Limits,
+        cache: ResultCache | None = None,
     ) -> None:
         self.preprocessor = preprocessor
         self.db = db
         self.store = store
         self.limits = limits
+        self.cache = cache
+        self._saving: set[asyncio.Task[None]] = set()
 
     async def record(self, image_id: str) -> ImageRecord:
-        record = await _call("database", self.db.get_image, image_id)
+        record = await offload("database", self.db.get_image, image_id)
         if record is None:
             raise NotFound(f"no image with id {image_id!r}", field="image_id")
         return record
 
     async def blob(self, record: ImageRecord) -> bytes:
-        return await _call("storage", self.store.get, record.blob_key)
+        return await offload("storage", self.store.get, record.blob_key)
 
     async def load(self, image_id: str) -> tuple[ImageRecord, bytes]:
         record = await self.record(image_id)
@@ -64,6 +83,35 @@ class ImageService:
         result: ProcessedImage = await self.preprocessor.process.remote(data, spec)
         return result
 
+    async def process_cached(
+        self, data: bytes, spec: PipelineSpec, key: str | None = None
+    ) -> Outcome:
+        """`process`, answered from the result cache when it can be. The cache is an
+        optimisation: when the database or storage is down, the work is simply done."""
+        check_upload_size(len(data), self.limits)
+        key = key or cache_key(sha256_hex(data), spec)
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            try:
+                cached = await offload("result cache", cache.get, key)
+            except Unavailable:
+                cached = None
+            if cached is not None:
+                return Outcome(cached, key, hit=True)
+        result = await self.process(data, spec)
+        if cache is not None and cache.enabled:
+            # Saved after the answer goes out; a repeat that arrives first just recomputes.
+            saving = asyncio.create_task(self._cache_put(cache, key, result))
+            self._saving.add(saving)
+            saving.add_done_callback(self._saving.discard)
+        return Outcome(result, key, hit=False)
+
+    @staticmethod
+    async def _cache_put(cache: ResultCache, key: str, result: ProcessedImage) -> None:
+        # An outage is logged by offload; the next request simply recomputes.
+        with contextlib.suppress(Unavailable):
+            await offload("result cache", cache.put, key, result)
+
     async def info(self, data: bytes) -> dict[str, Any]:
         check_upload_size(len(data), self.limits)
         info: dict[str, Any] = await self.preprocessor.info.remote(data)
@@ -71,9 +119,9 @@ class ImageService:
 
     async def _save(self, data: bytes, record: ImageRecord) -> ImageRecord:
         """Blob first, then the row; undo the blob if the row cannot be written."""
-        await _call("storage", self.store.put, record.blob_key, data)
+        await offload("storage", self.store.put, record.blob_key, data)
         try:
-            return await _call("database", self.db.add, record)
+            return await offload("database", self.db.add, record)
         except Unavailable:
             try:
                 if not await asyncio.to_thread(self.db.sha_in_use, record.sha256):
@@ -101,7 +149,7 @@ class ImageService:
         return await self._save(data, record)
 
     async def store_result(
-        self, result: ProcessedImage, spec: PipelineSpec, source_id: str | None
+        self, result: ProcessedImage, spec: PipelineSpec | str, source_id: str | None
     ) -> ImageRecord:
         sha = sha256_hex(result.data)
         record = ImageRecord(
@@ -115,6 +163,6 @@ class ImageService:
             height=result.height,
             bytes=len(result.data),
             source_id=source_id,
-            pipeline=spec.canonical_json(),
+            pipeline=spec if isinstance(spec, str) else spec.canonical_json(),
         )
         return await self._save(result.data, record)

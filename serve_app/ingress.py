@@ -16,10 +16,13 @@ from serve_app.body_limit import BodyLimitMiddleware
 from serve_app.db import Database
 from serve_app.errors import install_error_handlers
 from serve_app.images import ImageService
-from serve_app.routes import ai, health, images, operations
+from serve_app.result_cache import ResultCache
+from serve_app.routes import ai, health, images, operations, tasks
 from serve_app.schemas import ProcessRequest
 from serve_app.settings import get_settings
 from serve_app.storage import BlobStore
+from serve_app.task_store import TaskStore
+from serve_app.tasks import TaskService
 
 # Room for multipart boundaries and the other form fields around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -33,10 +36,14 @@ install_error_handlers(api)
 api.include_router(operations.router)
 api.include_router(images.router)
 api.include_router(ai.router)
+api.include_router(tasks.router)
 api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.add_middleware(
-    BodyLimitMiddleware, max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD
+    BodyLimitMiddleware,
+    max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,
+    # A batch carries many images; each is still held to the per-image limit when stored.
+    path_limits={"/api/v1/batch": get_settings().tasks.max_body_bytes},
 )
 
 
@@ -66,15 +73,20 @@ class Ingress:
         detector: DeploymentHandle[Any],
         ocr: DeploymentHandle[Any],
         faces: DeploymentHandle[Any],
+        runner: DeploymentHandle[Any],
     ) -> None:
         settings = get_settings()
         db = Database(settings.database_url)
-        db.create_schema()
+        if settings.database.auto_migrate:
+            db.migrate()
         store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
         limits = settings.limits.to_limits()
+        cache = ResultCache(db, store, settings.cache)
+        image_service = ImageService(preprocessor, db, store, limits, cache)
         context.set_services(
-            ImageService(preprocessor, db, store, limits),
+            image_service,
             AiService(preprocessor, detector, ocr, faces, limits),
+            TaskService(image_service, TaskStore(db), runner, settings.tasks),
         )
 
     def check_health(self) -> None:
@@ -83,3 +95,4 @@ class Ingress:
         reports those and their routes answer 503 meanwhile."""
         context.image_service()
         context.ai_service()
+        context.task_service()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
 from pipelines.spec import PipelineSpec
-from serve_app.db import ImageRecord
+from serve_app.models import ImageRecord
+from serve_app.task_store import TaskView
 
 
 class ErrorDetail(BaseModel):
@@ -87,3 +89,77 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         503: "A dependency is unavailable; retry after `Retry-After` seconds",
     }.items()
 }
+
+
+class TaskProgress(BaseModel):
+    done: int = Field(description="items ended: succeeded, failed or cancelled")
+    succeeded: int
+    failed: int
+    total: int
+
+
+class TaskItemOut(BaseModel):
+    index: int
+    source_image_id: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    result_image_id: str | None = None
+    result_url: str | None = Field(None, description="the result image, when the image changed")
+    results: list[dict[str, Any]] | None = Field(None, description="AI steps' outputs, in order")
+    error: ErrorDetail | None = None
+    finished_at: datetime | None = None
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    status: str = Field(
+        description="queued, running, succeeded, failed, partially_failed or cancelled"
+    )
+    progress: TaskProgress
+    url: str
+    error: str | None = None
+    attempts: int = Field(description="how many times a runner started it")
+    pipeline: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    items: list[TaskItemOut]
+
+    @classmethod
+    def of(cls, view: TaskView) -> TaskOut:
+        task = view.task
+        return cls(
+            task_id=task.id,
+            status=task.status,
+            progress=TaskProgress(**view.counts()),
+            url=f"/api/v1/tasks/{task.id}",
+            error=task.error,
+            attempts=task.attempts,
+            pipeline=json.loads(task.pipeline),
+            created_at=task.created_at.replace(tzinfo=task.created_at.tzinfo or UTC),
+            started_at=_utc(task.started_at),
+            finished_at=_utc(task.finished_at),
+            items=[
+                TaskItemOut(
+                    index=item.index,
+                    source_image_id=item.source_image_id,
+                    status=item.status,
+                    result_image_id=item.result_image_id,
+                    result_url=f"/api/v1/images/{item.result_image_id}"
+                    if item.result_image_id
+                    else None,
+                    results=json.loads(item.results) if item.results else None,
+                    error=ErrorDetail(code=item.error_code, message=item.error_message or "")
+                    if item.error_code
+                    else None,
+                    finished_at=_utc(item.finished_at),
+                )
+                for item in view.items
+            ],
+        )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every one we write is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment

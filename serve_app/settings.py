@@ -4,7 +4,10 @@ Groups and their variables:
 - limits:   LIMITS_MAX_UPLOAD_BYTES, LIMITS_MAX_PIXELS, LIMITS_MAX_SIDE, LIMITS_MAX_FRAMES,
             LIMITS_ALLOWED_FORMATS (JSON list), LIMITS_PIPELINE_TIMEOUT_S
 - storage:  STORAGE_URL (file://... or s3://bucket/prefix), S3_ENDPOINT_URL
-- database: DATABASE_URL (sqlite:///... or postgresql://...)
+- database: DATABASE_URL (sqlite:///... or postgresql://...), DATABASE_AUTO_MIGRATE
+- cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES (the result cache)
+- tasks:    TASKS_MAX_ITEMS, TASKS_MAX_BODY_BYTES, TASKS_ITEM_CONCURRENCY, TASKS_MAX_ACTIVE,
+            TASKS_LEASE_S, TASKS_SWEEP_INTERVAL_S, TASKS_MAX_ATTEMPTS
 - models:   MODELS_YOLO_WEIGHTS, MODELS_OCR_ENGINE, MODELS_FACE_ENGINE
 Top level: DATA_DIR (where the embedded defaults keep their files).
 """
@@ -44,6 +47,33 @@ class DatabaseSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATABASE_", env_file=".env", extra="ignore")
 
     url: str = Field("", description="empty: sqlite:///<DATA_DIR>/metadata.db")
+    auto_migrate: bool = Field(True, description="run the Alembic migrations at start")
+
+
+class CacheSettings(BaseSettings):
+    """The result cache: processed images found again by sha256(input + canonical pipeline)."""
+
+    model_config = SettingsConfigDict(env_prefix="CACHE_", env_file=".env", extra="ignore")
+
+    enabled: bool = True
+    max_age_s: int = Field(7 * 24 * 3600, ge=0, description="0: entries never expire")
+    max_bytes: int = Field(1024**3, ge=0, description="evict least recently used past this")
+
+
+class TaskSettings(BaseSettings):
+    """Batch tasks. A running task's runner renews its lease every lease_s / 3; a task whose
+    lease ran out (its runner died) is taken over by the next sweep, at most max_attempts times,
+    then failed with the reason."""
+
+    model_config = SettingsConfigDict(env_prefix="TASKS_", env_file=".env", extra="ignore")
+
+    max_items: int = Field(100, ge=1, le=10_000, description="images per batch")
+    max_body_bytes: int = Field(256 * 1024**2, ge=1024, description="one batch request's body")
+    item_concurrency: int = Field(4, ge=1, le=64, description="items in flight per task")
+    max_active: int = Field(4, ge=1, le=64, description="tasks run at once per runner replica")
+    lease_s: float = Field(30.0, ge=1.0)
+    sweep_interval_s: float = Field(5.0, ge=0.2)
+    max_attempts: int = Field(3, ge=1, le=20)
 
 
 class ModelSettings(BaseSettings):
@@ -67,6 +97,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings())
     models: ModelSettings = Field(default_factory=lambda: ModelSettings())
+    cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
+    tasks: TaskSettings = Field(default_factory=lambda: TaskSettings())
 
     @property
     def storage_url(self) -> str:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from serve_app.local import free_port
 
 _PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": skdata.astronaut,  # 512x512 RGB, a face and a person
@@ -89,3 +98,59 @@ def best_iou(box: tuple[float, float, float, float], found: list[dict]) -> float
 
     target = Box(x1=box[0], y1=box[1], x2=box[2], y2=box[3])
     return max((target.iou(Box(**f["box"])) for f in found), default=0.0)
+
+
+# --- Real backing services, shared by the persistence and integration tests ----------------
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _unavailable(what: str) -> None:
+    """Locally a missing service skips its tests; under CI it fails them."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required under CI but is not reachable")
+    pytest.skip(f"{what} is not reachable")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    import urllib.request
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """The machine's PostgreSQL, checked once per session."""
+    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = create_engine(base)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError:
+        admin.dispose()
+        _unavailable(f"PostgreSQL at {POSTGRES_URL}")
+    yield admin
+    admin.dispose()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, File, Form, UploadFile
+from fastapi import Depends, File, Form, Header, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -16,8 +17,10 @@ from pipelines.errors import InvalidParameter
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
-from serve_app.images import ImageService
+from serve_app.images import ImageService, Outcome
+from serve_app.result_cache import cache_key
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
+from serve_app.storage import sha256_hex
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 
@@ -55,14 +58,23 @@ class OutputOptions:
     format: OutputFormat | None
     quality: int | None
     store: bool
+    if_none_match: str | None = None
 
 
 def output_options(
     format: OutputFormat | None = Form(None, description="jpeg, png, webp, bmp or tiff"),
     quality: int | None = Form(None, ge=1, le=100, description="jpeg and webp"),
     store: bool = Form(False, description="keep the result and answer JSON with its id"),
+    if_none_match: str | None = Header(None, description="an ETag from an earlier result"),
 ) -> OutputOptions:
-    return OutputOptions(format=format, quality=quality, store=store)
+    return OutputOptions(format=format, quality=quality, store=store, if_none_match=if_none_match)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return etag in tags or "*" in tags
 
 
 async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, str | None]:
@@ -77,6 +89,13 @@ async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, 
     raise InvalidParameter("an image is required: send file or image_id", field="file")
 
 
+def parse_json(text: str | bytes, field: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidParameter(f"{field} is not valid JSON", field=field) from None
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -86,18 +105,26 @@ def build(model: type[M], **params: Any) -> M:
     return validated(model, {k: v for k, v in params.items() if v is not None})
 
 
-def image_response(result: ProcessedImage) -> Response:
-    return Response(
-        content=result.data,
-        media_type=result.media_type,
-        headers={
-            "X-Image-Width": str(result.width),
-            "X-Image-Height": str(result.height),
-            "X-Source-Format": result.source_format,
-            "X-Processing-Ms": f"{result.elapsed_ms:.1f}",
-            "Content-Disposition": f'inline; filename="result.{result.format}"',
-        },
-    )
+# Results are a pure function of (input bytes, pipeline): a client may keep them, but must
+# revalidate, since the same request with another image is another resource.
+RESULT_CACHE_CONTROL = "private, no-cache"
+
+
+def image_response(result: ProcessedImage, outcome: Outcome | None = None) -> Response:
+    headers = {
+        "X-Image-Width": str(result.width),
+        "X-Image-Height": str(result.height),
+        "X-Source-Format": result.source_format,
+        "X-Processing-Ms": f"{result.elapsed_ms:.1f}",
+        "Content-Disposition": f'inline; filename="result.{result.format}"',
+    }
+    if outcome is not None:
+        headers |= {
+            "ETag": f'"{outcome.key}"',
+            "X-Cache": "hit" if outcome.hit else "miss",
+            "Cache-Control": RESULT_CACHE_CONTROL,
+        }
+    return Response(content=result.data, media_type=result.media_type, headers=headers)
 
 
 def stored_response(stored: StoredImage) -> JSONResponse:
@@ -114,16 +141,31 @@ async def run_steps(
 ) -> Response:
     spec = PipelineSpec(steps=steps, format=output.format, quality=output.quality)
     data, source_id = await read_input(source, service)
-    return await run_spec(service, data, source_id, spec, store=output.store)
+    return await run_spec(
+        service, data, source_id, spec, store=output.store, if_none_match=output.if_none_match
+    )
 
 
 async def run_spec(
-    service: ImageService, data: bytes, source_id: str | None, spec: PipelineSpec, *, store: bool
+    service: ImageService,
+    data: bytes,
+    source_id: str | None,
+    spec: PipelineSpec,
+    *,
+    store: bool,
+    if_none_match: str | None = None,
 ) -> Response:
+    """Run (or find in the cache) a pipeline. Its result's ETag is its cache key, known before
+    any work: a client that already holds it gets 304 at the cost of one hash."""
     started = time.monotonic()
-    result = await service.process(data, spec)
+    key = cache_key(sha256_hex(data), spec)
+    if not store and etag_matches(if_none_match, f'"{key}"'):
+        headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
+        return Response(status_code=304, headers=headers)
+    outcome = await service.process_cached(data, spec, key)
+    result = outcome.result
     if not store:
-        return image_response(result)
+        return image_response(result, outcome)
     record = await service.store_result(result, spec, source_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"

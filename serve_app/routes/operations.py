@@ -3,7 +3,6 @@ pipeline of one step; /process takes a whole pipeline."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -27,6 +26,7 @@ from serve_app.routes.common import (
     Output,
     Source,
     build,
+    parse_json,
     read_input,
     run_spec,
     run_steps,
@@ -143,13 +143,6 @@ _PROCESS_BODY: dict[str, Any] = {
 }
 
 
-def _parse_json(text: str | bytes, field: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidParameter(f"{field} is not valid JSON", field=field) from None
-
-
 @router.post(
     "/process", responses=IMAGE_RESPONSES, response_class=Response, openapi_extra=_PROCESS_BODY
 )
@@ -160,15 +153,18 @@ async def process(request: Request, service: Images) -> Response:
     Multipart: `file` (or `image_id`), `pipeline` (that JSON without image_id), `store`.
     """
     content_type = request.headers.get("content-type", "")
+    if_none_match = request.headers.get("if-none-match")
     if content_type.startswith("application/json"):
-        body = _parse_json(await request.body(), "body")
+        body = parse_json(await request.body(), "body")
         try:
             req = ProcessRequest.model_validate(body)
         except ValidationError as exc:
             raise invalid_parameter(exc) from None
         spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
         _, data = await service.load(req.image_id)
-        return await run_spec(service, data, req.image_id, spec, store=req.store)
+        return await run_spec(
+            service, data, req.image_id, spec, store=req.store, if_none_match=if_none_match
+        )
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
     try:
@@ -184,7 +180,7 @@ async def process(request: Request, service: Images) -> Response:
     else:
         text = raw
     try:
-        spec = PipelineSpec.model_validate(_parse_json(text, "pipeline"))
+        spec = PipelineSpec.model_validate(parse_json(text, "pipeline"))
     except ValidationError as exc:
         raise invalid_parameter(exc) from None
     file = form.get("file")
@@ -195,4 +191,4 @@ async def process(request: Request, service: Images) -> Response:
     )
     store = str(form.get("store", "false")).lower() in ("1", "true", "yes", "on")
     data, source_id = await read_input(source, service)
-    return await run_spec(service, data, source_id, spec, store=store)
+    return await run_spec(service, data, source_id, spec, store=store, if_none_match=if_none_match)

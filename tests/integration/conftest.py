@@ -1,20 +1,41 @@
 """One Ray cluster for the whole session, started the way `make run` starts it: a Ray head and
-`serve deploy serve_config.yaml` (on free ports, with its own data folder)."""
+`serve deploy serve_config.yaml` (on free ports, with its own data folder).
+
+TEST_STACK picks what it stores into: `sqlite+local` (the embedded defaults, by default) or
+`postgresql+s3` (a private schema in the machine's PostgreSQL and a bucket in a moto S3
+server this session starts). `make test` runs the persistence-heavy tests on both.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import os
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import fsspec
 import httpx
 import pytest
 import ray
 import yaml
+from sqlalchemy import Engine, create_engine, text
 
 from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 from tests.conftest import FALL_MODEL
+
+STACK = os.environ.get("TEST_STACK", "sqlite+local")
+
+
+@dataclass
+class Stack:
+    """Where the cluster under test keeps its rows and blobs."""
+
+    name: str
+    env: dict[str, str]
+    database_url: str
+    storage_url: str
+    storage_options: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -23,18 +44,60 @@ class Service:
     base_url: str
     data_dir: Path
     config: Path
+    stack: Stack
+    engine: Engine
 
     def rows(self, table: str = "images") -> int:
-        with sqlite3.connect(self.data_dir / "metadata.db") as conn:
-            count: int = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        with self.engine.connect() as conn:
+            count: int = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             return count
 
+    def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
+        with self.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query), params)]
+
     def blobs(self) -> int:
-        return sum(1 for p in (self.data_dir / "blobs").rglob("*") if p.is_file())
+        fs, root = fsspec.url_to_fs(self.stack.storage_url, **self.stack.storage_options)
+        if not fs.exists(root):
+            return 0
+        return len(fs.find(root))
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    if STACK == "sqlite+local":
+        yield Stack(STACK, {}, "", "")  # the cluster's DATA_DIR defaults; set by `service`
+        return
+    assert STACK == "postgresql+s3", f"unknown TEST_STACK {STACK!r}"
+    import boto3
+
+    # Only this stack needs them: the services are checked (and required under CI) here.
+    admin: Engine = request.getfixturevalue("postgres_admin")
+    endpoint: str = request.getfixturevalue("moto_endpoint")
+    creds = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(creds)
+    bucket = f"it-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    schema = f"it_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = admin.url.render_as_string(hide_password=False)
+    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    storage = f"s3://{bucket}/blobs"
+    env = {**creds, "DATABASE_URL": url, "STORAGE_URL": storage, "S3_ENDPOINT_URL": endpoint}
+    try:
+        yield Stack(STACK, env, url, storage, {"client_kwargs": {"endpoint_url": endpoint}})
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("serve")
     data_dir = root / "data"
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
@@ -49,13 +112,22 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         # No COCO weights ship offline: a trained person detector stands in for yolo11n.pt.
         "MODELS_YOLO_WEIGHTS": FALL_MODEL,
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+        # Short leases so the tests see a dead runner's task taken over in seconds.
+        "TASKS_LEASE_S": "4",
+        "TASKS_SWEEP_INTERVAL_S": "0.5",
+        **stack.env,
     }
+    if stack.name == "sqlite+local":
+        stack.database_url = f"sqlite:///{data_dir}/metadata.db"
+        stack.storage_url = f"file://{data_dir}/blobs"
     cluster = LocalCluster(Ports.free(), num_cpus=2, env=env)
     cluster.start(block=True)
+    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         cluster.deploy(config_path)
-        yield Service(cluster, f"http://127.0.0.1:{port}", data_dir, config_path)
+        yield Service(cluster, f"http://127.0.0.1:{port}", data_dir, config_path, stack, engine)
     finally:
+        engine.dispose()
         cluster.stop()
 
 

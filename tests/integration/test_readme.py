@@ -70,6 +70,11 @@ def test_readme_curl_examples(service: Service, workdir: Path) -> None:
     assert size(workdir / "faces.png") == (512, 512)
     assert json.loads((workdir / "text.json").read_text())["engine"] == "tesseract"
     assert "detections" in json.loads((workdir / "objects.json").read_text())
+    task = json.loads((workdir / "task.json").read_text())
+    assert (task["status"], task["progress"]["total"]) == ("succeeded", 3)
+    assert [len(item["results"][0]["faces"]) for item in task["items"]] == [1, 1, 1]
+    assert size(workdir / "first.webp") == (320, 320)
+    assert (workdir / "revalidated.txt").read_text().strip() == "304"
 
 
 def test_readme_python_handle_example(service: Service, workdir: Path) -> None:

@@ -1,58 +1,18 @@
-"""Real backing services for the persistence tests: moto's S3 server and PostgreSQL."""
+"""Per-test stores on the real services (tests/conftest.py starts and checks them): a fresh
+bucket, a private PostgreSQL schema, and both stacks as one `backend` fixture."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, text
 
-from serve_app.local import free_port
-
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _unavailable(what: str) -> None:
-    """Locally a missing service skips its tests; under CI it fails them."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required under CI but is not reachable")
-    pytest.skip(f"{what} is not reachable")
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    try:
-        yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+from serve_app.db import Database
+from serve_app.storage import BlobStore
 
 
 @pytest.fixture
@@ -68,24 +28,42 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A private schema in the machine's PostgreSQL, dropped at the end of the session."""
-    base = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = create_engine(base)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError:
-        admin.dispose()
-        _unavailable(f"PostgreSQL at {POSTGRES_URL}")
+@pytest.fixture
+def postgres_url(postgres_admin: Engine) -> Iterator[str]:
+    """A private schema in the machine's PostgreSQL for one test, dropped after it."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
+    with postgres_admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = postgres_admin.url.render_as_string(hide_password=False)
     sep = "&" if "?" in base else "?"
     try:
         yield f"{base}{sep}options=-csearch_path%3D{schema}"
     finally:
-        with admin.begin() as conn:
+        with postgres_admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+
+
+@dataclass
+class Backend:
+    """The metadata database and blob store a service runs on, migrated and empty."""
+
+    name: str
+    db: Database
+    store: BlobStore
+
+
+@pytest.fixture(params=["sqlite+local", "postgresql+s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Both stacks the issue names: the embedded default and the real services."""
+    if request.param == "sqlite+local":
+        db = Database(f"sqlite:///{tmp_path}/metadata.db")
+        store = BlobStore(f"file://{tmp_path}/blobs")
+    else:
+        db = Database(request.getfixturevalue("postgres_url"))
+        bucket = request.getfixturevalue("s3_bucket")
+        store = BlobStore(
+            f"s3://{bucket}/blobs", s3_endpoint_url=request.getfixturevalue("moto_endpoint")
+        )
+    db.migrate()
+    yield Backend(request.param, db, store)
+    db.engine.dispose()

@@ -1,0 +1,135 @@
+"""The result cache: a processed image found again by sha256(input bytes + canonical pipeline).
+
+The pipelines are deterministic, so the key alone says what the result is: it doubles as the
+result's ETag, and a client holding it gets 304 without any lookup. Entries live in the
+`results` table beside a content-addressed blob, independent of `images`, so evicting one never
+breaks a stored image's link. Limits: an entry older than `max_age_s` is a miss; `evict()` (run
+by the TaskRunner's sweeper) drops expired entries, then the least recently used past
+`max_bytes`, and deletes a blob once no row names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from pipelines.pipeline import ProcessedImage
+from pipelines.spec import PipelineSpec
+from serve_app.db import Database
+from serve_app.errors import NotFound
+from serve_app.models import CachedResult, utcnow
+from serve_app.settings import CacheSettings
+from serve_app.storage import BlobStore, sha256_hex
+
+log = logging.getLogger("ray.serve")
+
+
+def cache_key(input_sha256: str, spec: PipelineSpec) -> str:
+    return hashlib.sha256(f"{input_sha256}\n{spec.canonical_json()}".encode()).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, db: Database, store: BlobStore, settings: CacheSettings) -> None:
+        self.db = db
+        self.store = store
+        self.settings = settings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def _fresh_after(self) -> datetime | None:
+        if self.settings.max_age_s <= 0:
+            return None
+        return utcnow() - timedelta(seconds=self.settings.max_age_s)
+
+    def get(self, key: str) -> ProcessedImage | None:
+        """The cached result, or None. Blocking: call it from a worker thread."""
+        with self.db.session() as session, session.begin():
+            query = select(CachedResult).where(CachedResult.key == key)
+            cutoff = self._fresh_after()
+            if cutoff is not None:
+                query = query.where(CachedResult.created_at >= cutoff)
+            entry = session.scalars(query).first()
+            if entry is None:
+                return None
+            session.execute(
+                update(CachedResult)
+                .where(CachedResult.key == key)
+                .values(hits=CachedResult.hits + 1, last_used_at=utcnow())
+            )
+        try:
+            data = self.store.get(entry.blob_key)
+        except NotFound:  # evicted under our feet: a miss, not an error
+            return None
+        return ProcessedImage(
+            data=data,
+            format=entry.format,
+            media_type=entry.media_type,
+            width=entry.width,
+            height=entry.height,
+            source_format=entry.source_format,
+            source_width=entry.source_width,
+            source_height=entry.source_height,
+            elapsed_ms=0.0,
+        )
+
+    def put(self, key: str, result: ProcessedImage) -> None:
+        """Blob first, then the row (a row never names a missing blob). Blocking."""
+        sha = sha256_hex(result.data)
+        blob_key = self.store.key_for(sha)
+        self.store.put(blob_key, result.data)
+        entry = CachedResult(
+            key=key,
+            sha256=sha,
+            blob_key=blob_key,
+            format=result.format,
+            media_type=result.media_type,
+            source_format=result.source_format,
+            source_width=result.source_width,
+            source_height=result.source_height,
+            width=result.width,
+            height=result.height,
+            bytes=len(result.data),
+            hits=0,
+        )
+        try:
+            with self.db.session() as session, session.begin():
+                session.merge(entry)  # an expired entry under the same key is replaced
+        except IntegrityError:
+            pass  # another replica cached the same result first
+
+    def evict(self) -> int:
+        """Drop expired entries, then the least recently used past max_bytes. Blocking."""
+        doomed: list[CachedResult] = []
+        with self.db.session() as session:
+            cutoff = self._fresh_after()
+            if cutoff is not None:
+                doomed += session.scalars(
+                    select(CachedResult).where(CachedResult.created_at < cutoff)
+                ).all()
+            total = session.scalar(select(func.coalesce(func.sum(CachedResult.bytes), 0))) or 0
+            total -= sum(entry.bytes for entry in doomed)
+            if total > self.settings.max_bytes:
+                oldest = session.scalars(
+                    select(CachedResult).order_by(CachedResult.last_used_at)
+                ).yield_per(200)
+                seen = {entry.key for entry in doomed}
+                for entry in oldest:
+                    if total <= self.settings.max_bytes:
+                        break
+                    if entry.key not in seen:
+                        doomed.append(entry)
+                        total -= entry.bytes
+        for entry in doomed:
+            with self.db.session() as session, session.begin():
+                session.execute(delete(CachedResult).where(CachedResult.key == entry.key))
+            if not self.db.sha_in_use(entry.sha256):
+                self.store.delete(entry.blob_key)
+        if doomed:
+            log.info("result cache: evicted %d entries", len(doomed))
+        return len(doomed)

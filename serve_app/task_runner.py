@@ -1,0 +1,288 @@
+"""TaskRunner: the deployment that runs batch tasks, in parallel across the other deployments.
+
+It lives in serve_app, not deployments/, because it is persistence-driven: every state change
+goes to the database first (serve_app/task_store.py), and the replica holds nothing a crash
+could lose. Serve does not retry a request whose replica died, so the ingress does not wait on
+the runner: it writes the task, answers 202, and nudges a runner with `submit()`. Any runner
+replica's sweeper also finds queued tasks and tasks whose runner stopped renewing its lease, and
+takes them over (resuming their unfinished items) until `max_attempts`, then fails them with
+the reason. The sweeper also keeps the result cache within its limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from pipelines.errors import ServiceError
+from pipelines.pipeline import ProcessedImage
+from pipelines.spec import Step
+from pipelines.tasks import TaskPipeline
+from serve_app.ai import AiService
+from serve_app.db import Database
+from serve_app.errors import Unavailable
+from serve_app.images import ImageService, offload
+from serve_app.models import TaskItem, TaskRecord
+from serve_app.result_cache import ResultCache
+from serve_app.settings import TaskSettings, get_settings
+from serve_app.storage import BlobStore
+from serve_app.task_store import TaskStore
+
+log = logging.getLogger("ray.serve")
+
+CACHE_EVICT_EVERY_S = 60.0
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: a dependency outage or a dead downstream replica; not bad input or
+    a model that cannot load."""
+    return isinstance(exc, Unavailable) or not isinstance(exc, ServiceError)
+
+
+def _replica_name() -> str:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # noqa: BLE001 - outside a replica (tests): any unique name will do
+        return f"local-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class TaskWorker:
+    """Runs tasks for one process; no Ray here beyond the handles the services hold."""
+
+    def __init__(
+        self, images: ImageService, ai: AiService, store: TaskStore, settings: TaskSettings
+    ) -> None:
+        self.images = images
+        self.ai = ai
+        self.store = store
+        self.settings = settings
+        self.name = _replica_name()
+        self.active: dict[str, asyncio.Task[None]] = {}
+
+    def has_room(self) -> bool:
+        return len(self.active) < self.settings.max_active
+
+    async def start(self, task_id: str) -> bool:
+        """Claim and run a task in the background; False if it is not ours to run."""
+        if task_id in self.active or not self.has_room():
+            return False
+        task = await offload(
+            "database", self.store.claim, task_id, self.name, self.settings.lease_s
+        )
+        if task is None:
+            return False
+        running = asyncio.create_task(self._run(task))
+        self.active[task_id] = running
+        running.add_done_callback(lambda _: self.active.pop(task_id, None))
+        return True
+
+    async def _run(self, task: TaskRecord) -> None:
+        try:
+            if task.attempts > self.settings.max_attempts:
+                reason = (
+                    f"gave up after {task.attempts - 1} attempts: the task's runner stopped "
+                    "before finishing each time"
+                )
+                await offload("database", self.store.fail, task.id, reason, self.name)
+                return
+            if task.attempts > 1:
+                log.warning("task %s: resuming (attempt %d)", task.id, task.attempts)
+            pipeline = TaskPipeline.model_validate_json(task.pipeline)
+            items = await offload("database", self.store.pending_items, task.id)
+            await self._run_items(task.id, pipeline, items)
+            status = await offload("database", self.store.finish, task.id, self.name)
+            log.info("task %s: %s", task.id, status or "ended elsewhere (cancelled or taken)")
+        except Unavailable:
+            # The database went away mid-task: stop here; the lease runs out and a sweep
+            # resumes the task once it is back.
+            log.warning("task %s: database unavailable, leaving it to be resumed", task.id)
+        except Exception:
+            log.exception("task %s: runner error", task.id)
+            with contextlib.suppress(Exception):
+                await offload(
+                    "database", self.store.fail, task.id, "internal error in the task runner", None
+                )
+
+    async def _run_items(self, task_id: str, pipeline: TaskPipeline, items: list[TaskItem]) -> None:
+        queue: asyncio.Queue[TaskItem] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+        owned = asyncio.Event()
+        owned.set()
+
+        async def heartbeat() -> None:
+            while owned.is_set():
+                await asyncio.sleep(self.settings.lease_s / 3)
+                try:
+                    still = await offload("database", self.store.heartbeat, task_id, self.name)
+                except Unavailable:
+                    continue  # the lease may lapse; whoever resumes redoes unfinished items
+                if not still:  # cancelled, or another runner took it over
+                    owned.clear()
+
+        async def worker() -> None:
+            while owned.is_set():
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self._run_item(task_id, pipeline, item)
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            workers = min(self.settings.item_concurrency, len(items)) or 1
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            owned.clear()
+            beat.cancel()
+
+    async def _run_item(self, task_id: str, pipeline: TaskPipeline, item: TaskItem) -> None:
+        await offload("database", self.store.item_running, task_id, item.index)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_transient),
+                stop=stop_after_attempt(3),
+                wait=wait_exponential(multiplier=0.5, max=4),
+                reraise=True,
+            ):
+                with attempt:
+                    result_id, results = await self._process(pipeline, item)
+        except ServiceError as exc:
+            await offload(
+                "database", self.store.item_failed, task_id, item.index, exc.code, exc.message
+            )
+            return
+        except Exception:
+            log.exception("task %s item %d failed", task_id, item.index)
+            await offload(
+                "database",
+                self.store.item_failed,
+                task_id,
+                item.index,
+                "internal_error",
+                "the item could not be processed",
+            )
+            return
+        await offload(
+            "database", self.store.item_succeeded, task_id, item.index, result_id, results
+        )
+
+    async def _process(
+        self, pipeline: TaskPipeline, item: TaskItem
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """Run the pipeline on one image: image stages through the cache, AI steps on what
+        they left. Returns the stored result image's id (if the image changed) and AI outputs."""
+        _, data = await self.images.load(item.source_image_id)
+        current = data
+        last: ProcessedImage | None = None
+        image_steps: list[Step] = []
+        outputs: list[dict[str, Any]] = []
+        for stage in pipeline.plan():
+            if stage.image:
+                image_steps += stage.image
+                outcome = await self.images.process_cached(
+                    current, pipeline.image_spec(stage.image)
+                )
+                last, current = outcome.result, outcome.result.data
+            for step in stage.ai:
+                found = await self.ai.run_step(current, step)
+                outputs.append({"op": step.op, **found.model_dump(mode="json")})
+        if last is None:
+            return None, outputs
+        spec_json = pipeline.image_spec(image_steps).canonical_json()
+        record = await self.images.store_result(last, spec_json, item.source_image_id)
+        return record.id, outputs
+
+    async def sweep(self) -> int:
+        """Start whatever is claimable and fits; the number started."""
+        if not self.has_room():
+            return 0
+        room = self.settings.max_active - len(self.active)
+        ids = await offload("database", self.store.claimable, self.settings.lease_s, room * 2)
+        started = 0
+        for task_id in ids:
+            if not self.has_room():
+                break
+            started += await self.start(task_id)
+        return started
+
+
+@serve.deployment(name="TaskRunner", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class TaskRunner:
+    def __init__(
+        self,
+        preprocessor: DeploymentHandle[Any],
+        detector: DeploymentHandle[Any],
+        ocr: DeploymentHandle[Any],
+        faces: DeploymentHandle[Any],
+    ) -> None:
+        settings = get_settings()
+        db = Database(settings.database_url)
+        if settings.database.auto_migrate:
+            db.migrate()
+        store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
+        limits = settings.limits.to_limits()
+        self.cache = ResultCache(db, store, settings.cache)
+        self.worker = TaskWorker(
+            ImageService(preprocessor, db, store, limits, self.cache),
+            AiService(preprocessor, detector, ocr, faces, limits),
+            TaskStore(db),
+            settings.tasks,
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+        self._ensure_sweeper()
+
+    def _ensure_sweeper(self) -> None:
+        """The sweep loop runs on the replica's event loop; (re)start it when it is not."""
+        if self._sweeper is not None and not self._sweeper.done():
+            return
+        try:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        except RuntimeError:
+            self._sweeper = None  # no loop yet: the first call or health check starts it
+
+    async def _sweep_forever(self) -> None:
+        last_evict = 0.0
+        while True:
+            try:
+                await self.worker.sweep()
+                if time.monotonic() - last_evict > CACHE_EVICT_EVERY_S:
+                    last_evict = time.monotonic()
+                    await offload("result cache", self.cache.evict)
+            except Unavailable:
+                pass  # logged by offload; try again next round
+            except Exception:
+                log.exception("task sweep failed")
+            await asyncio.sleep(self.worker.settings.sweep_interval_s)
+
+    async def submit(self, task_id: str) -> bool:
+        """Start a task now if this replica has room; otherwise a sweep will."""
+        self._ensure_sweeper()
+        return await self.worker.start(task_id)
+
+    async def status(self) -> dict[str, Any]:
+        self._ensure_sweeper()
+        return {
+            "runner": self.worker.name,
+            "active": sorted(self.worker.active),
+            "sweeper": self._sweeper is not None and not self._sweeper.done(),
+        }
+
+    async def check_health(self) -> None:
+        """Keeps the sweeper alive. A database outage is not a reason to restart: tasks wait
+        in the database and resume when it is back."""
+        self._ensure_sweeper()

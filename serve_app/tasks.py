@@ -1,0 +1,111 @@
+"""What the task routes do: check a batch, store its images, write the task, nudge a runner.
+
+The task is in the database before the client hears 202, and the nudge is fire-and-forget:
+if no runner hears it (none up yet, or one dies), a runner's sweep finds the queued task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from pipelines.errors import InvalidParameter
+from pipelines.tasks import TaskPipeline
+from serve_app.errors import Conflict, NotFound
+from serve_app.images import ImageService, offload
+from serve_app.models import TaskRecord
+from serve_app.settings import TaskSettings
+from serve_app.storage import sha256_hex
+from serve_app.task_store import TERMINAL, TaskStore, TaskView
+
+log = logging.getLogger("ray.serve")
+
+
+def fingerprint(pipeline: TaskPipeline, files: list[bytes], image_ids: list[str]) -> str:
+    """What makes two batch requests the same request (for Idempotency-Key)."""
+    parts = [pipeline.model_dump_json(), *map(sha256_hex, files), "ids", *image_ids]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class TaskService:
+    def __init__(
+        self,
+        images: ImageService,
+        store: TaskStore,
+        runner: DeploymentHandle[Any],
+        settings: TaskSettings,
+    ) -> None:
+        self.images = images
+        self.store = store
+        self.runner = runner
+        self.settings = settings
+        self._nudges: set[asyncio.Task[None]] = set()
+
+    async def submit(
+        self,
+        pipeline: TaskPipeline,
+        files: list[bytes],
+        image_ids: list[str],
+        *,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[TaskView, bool]:
+        """The task's view and whether this request created it (False: a replay)."""
+        total = len(files) + len(image_ids)
+        if total == 0:
+            raise InvalidParameter("a batch needs images: send files or image_ids", field="files")
+        if total > self.settings.max_items:
+            raise InvalidParameter(
+                f"a batch takes at most {self.settings.max_items} images; this has {total}",
+                field="files",
+            )
+        request_print = fingerprint(pipeline, files, image_ids)
+        if idempotency_key:
+            earlier = await offload("database", self.store.by_key, idempotency_key, request_print)
+            if earlier is not None:
+                return await self.view(earlier.id), False
+        for image_id in dict.fromkeys(image_ids):
+            await self.images.record(image_id)  # 404 naming a missing id, before any write
+        uploaded = await asyncio.gather(*(self.images.upload(data) for data in files))
+        sources = [record.id for record in uploaded] + image_ids
+        task, created = await offload(
+            "database",
+            lambda: self.store.create(
+                pipeline.model_dump_json(),
+                sources,
+                fingerprint=request_print,
+                idempotency_key=idempotency_key,
+                request_id=request_id,
+            ),
+        )
+        if created:
+            self._nudge(task)
+        return await self.view(task.id), created
+
+    def _nudge(self, task: TaskRecord) -> None:
+        async def nudge() -> None:
+            try:
+                await self.runner.submit.remote(task.id)
+            except Exception as exc:  # noqa: BLE001 - the sweep picks the task up anyway
+                log.warning("task %s: runner not reached (%r); a sweep will start it", task.id, exc)
+
+        running = asyncio.create_task(nudge())
+        self._nudges.add(running)
+        running.add_done_callback(self._nudges.discard)
+
+    async def view(self, task_id: str) -> TaskView:
+        view = await offload("database", self.store.view, task_id)
+        if view is None:
+            raise NotFound(f"no task with id {task_id!r}", field="task_id")
+        return view
+
+    async def cancel(self, task_id: str) -> TaskView:
+        view = await self.view(task_id)
+        if view.task.status in TERMINAL:
+            raise Conflict(f"the task has already ended ({view.task.status})", field="task_id")
+        await offload("database", self.store.cancel, task_id)
+        return await self.view(task_id)

@@ -1,0 +1,89 @@
+"""The result cache on both stacks: a repeat does no image work and returns the same bytes;
+age and size limits evict; an outage of the cache's store never fails a request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from deployments.preprocessor import Preprocessor
+from pipelines.limits import Limits
+from pipelines.spec import PipelineSpec
+from serve_app.images import ImageService
+from serve_app.result_cache import ResultCache, cache_key
+from serve_app.settings import CacheSettings
+from serve_app.storage import sha256_hex
+from tests.conftest import encode, photo
+from tests.serve_app.conftest import Backend
+from tests.serve_app.inprocess import InProcessHandle
+
+SPEC = PipelineSpec.model_validate(
+    {"steps": [{"op": "resize", "width": 64}, {"op": "filter", "name": "sharpen"}]}
+)
+
+
+def _service(backend: Backend, **cache: object) -> tuple[ImageService, InProcessHandle]:
+    handle = InProcessHandle(Preprocessor)
+    settings = CacheSettings.model_validate(cache)
+    result_cache = ResultCache(backend.db, backend.store, settings)
+    return ImageService(handle, backend.db, backend.store, Limits(), result_cache), handle  # type: ignore[arg-type]
+
+
+async def _settle(service: ImageService) -> None:
+    await asyncio.gather(*service._saving)
+
+
+async def test_a_repeat_does_no_image_work_and_returns_the_same_bytes(backend: Backend) -> None:
+    service, handle = _service(backend)
+    data = encode(photo("coffee"), "JPEG")
+    first = await service.process_cached(data, SPEC)
+    await _settle(service)
+    second = await service.process_cached(data, SPEC)
+    assert (first.hit, second.hit) == (False, True)
+    assert handle.calls["process"] == 1  # the repeat never reached the Preprocessor
+    assert second.result.data == first.result.data
+    assert second.key == first.key == cache_key(sha256_hex(data), SPEC)
+    assert (second.result.width, second.result.source_format) == (64, "jpeg")
+    other = PipelineSpec.model_validate({"steps": [{"op": "resize", "width": 65}]})
+    assert not (await service.process_cached(data, other)).hit
+    assert handle.calls["process"] == 2
+
+
+async def test_entries_past_max_age_are_misses(backend: Backend) -> None:
+    service, handle = _service(backend, max_age_s=1)
+    data = encode(photo("chelsea"), "PNG")
+    await service.process_cached(data, SPEC)
+    await _settle(service)
+    assert (await service.process_cached(data, SPEC)).hit
+    time.sleep(1.2)
+    assert not (await service.process_cached(data, SPEC)).hit
+    assert service.cache is not None and service.cache.evict() == 1
+    assert handle.calls["process"] == 2
+
+
+async def test_size_limit_evicts_least_recently_used_and_their_blobs(backend: Backend) -> None:
+    service, _ = _service(backend)
+    cache = service.cache
+    assert cache is not None
+    outcomes = []
+    for name in ("coffee", "chelsea", "astronaut"):
+        outcomes.append(await service.process_cached(encode(photo(name), "JPEG"), SPEC))
+        await _settle(service)
+    assert cache.get(outcomes[0].key) is not None  # used again: now the newest
+    sizes = [len(o.result.data) for o in outcomes]
+    cache.settings = CacheSettings(max_bytes=sizes[0] + max(sizes[1:]))
+    assert cache.evict() == 1
+    assert cache.get(outcomes[1].key) is None  # the least recently used went
+    assert not backend.store.exists(backend.store.key_for(sha256_hex(outcomes[1].result.data)))
+    assert cache.get(outcomes[0].key) is not None and cache.get(outcomes[2].key) is not None
+
+
+async def test_a_dead_cache_store_still_answers(backend: Backend) -> None:
+    service, handle = _service(backend)
+    backend.db.engine.dispose()
+    service.cache.db = type(backend.db)("postgresql+psycopg://u@127.0.0.1:1/x?connect_timeout=1")  # type: ignore[union-attr]
+    data = encode(photo("coffee"), "JPEG")
+    outcome = await service.process_cached(data, SPEC)
+    await _settle(service)
+    assert not outcome.hit and outcome.result.width == 64
+    assert handle.calls["process"] == 1

@@ -1,0 +1,119 @@
+"""Task state in the database, on SQLite and PostgreSQL: claims are exclusive, a lapsed lease
+is taken over, idempotency keys replay, cancellation and endings are final."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from serve_app.errors import Conflict
+from serve_app.models import ImageRecord, new_id
+from serve_app.task_store import TaskStore, final_status
+from tests.serve_app.conftest import Backend
+
+
+def _images(backend: Backend, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        sha = new_id() * 2
+        record = ImageRecord(
+            id=new_id(), kind="upload", sha256=sha, blob_key=f"images/{sha[:2]}/{sha}",
+            format="png", media_type="image/png", width=1, height=1, bytes=1,
+        )  # fmt: skip
+        ids.append(backend.db.add(record).id)
+    return ids
+
+
+def _create(store: TaskStore, sources: list[str], key: str | None = None, fp: str = "fp") -> str:
+    task, created = store.create('{"steps": []}', sources, fingerprint=fp, idempotency_key=key)
+    assert created
+    return task.id
+
+
+def test_create_and_view(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    task_id = _create(store, _images(backend, 3))
+    view = store.view(task_id)
+    assert view is not None
+    assert view.task.status == "queued" and view.task.total == 3
+    assert [item.index for item in view.items] == [0, 1, 2]
+    assert view.counts() == {"done": 0, "succeeded": 0, "failed": 0, "total": 3}
+    assert store.view("nope") is None
+
+
+def test_idempotency_key_replays_and_refuses_another_request(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    sources = _images(backend, 2)
+    first = _create(store, sources, key="k-1", fp="same")
+    again, created = store.create("{}", sources, fingerprint="same", idempotency_key="k-1")
+    assert (again.id, created) == (first, False)
+    with pytest.raises(Conflict):
+        store.create("{}", sources, fingerprint="other", idempotency_key="k-1")
+
+
+def test_claim_is_exclusive_and_a_lapsed_lease_is_taken_over(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    task_id = _create(store, _images(backend, 1))
+    assert store.claimable(lease_s=60, limit=10) == [task_id]
+    first = store.claim(task_id, "runner-a", lease_s=60)
+    assert first is not None and first.attempts == 1 and first.runner == "runner-a"
+    assert store.claim(task_id, "runner-b", lease_s=60) is None  # a's lease is fresh
+    assert store.claimable(lease_s=60, limit=10) == []
+    assert store.heartbeat(task_id, "runner-a")
+    time.sleep(1.1)
+    # runner-a stopped renewing: after the lease, b takes the task over
+    assert store.claimable(lease_s=1, limit=10) == [task_id]
+    taken = store.claim(task_id, "runner-b", lease_s=1)
+    assert taken is not None and taken.attempts == 2 and taken.runner == "runner-b"
+    assert not store.heartbeat(task_id, "runner-a")  # a learns it lost the task
+    assert store.finish(task_id, "runner-a") is None
+
+
+def test_items_and_final_status(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    task_id = _create(store, _images(backend, 3))
+    assert store.claim(task_id, "r", lease_s=30) is not None
+    store.item_running(task_id, 0)
+    store.item_succeeded(task_id, 0, None, [{"op": "ocr", "text": "hi"}])
+    store.item_failed(task_id, 1, "bad_image", "the file is not an image")
+    assert [i.index for i in store.pending_items(task_id)] == [2]
+    assert store.finish(task_id, "r") is None  # an item is still open
+    store.item_succeeded(task_id, 2, None, [])
+    assert store.finish(task_id, "r") == "partially_failed"
+    view = store.view(task_id)
+    assert view is not None and view.task.status == "partially_failed"
+    assert view.task.finished_at is not None
+    assert view.counts() == {"done": 3, "succeeded": 2, "failed": 1, "total": 3}
+    assert view.items[1].error_code == "bad_image"
+
+
+def test_cancel_stops_queued_items_and_the_runner(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    task_id = _create(store, _images(backend, 2))
+    assert store.claim(task_id, "r", lease_s=30) is not None
+    store.item_succeeded(task_id, 0, None, [])
+    store.cancel(task_id)
+    assert not store.heartbeat(task_id, "r")
+    view = store.view(task_id)
+    assert view is not None and view.task.status == "cancelled"
+    assert [i.status for i in view.items] == ["succeeded", "cancelled"]
+    assert store.claim(task_id, "other", lease_s=0) is None  # an ended task is never claimed
+
+
+def test_fail_ends_unfinished_items_with_the_reason(backend: Backend) -> None:
+    store = TaskStore(backend.db)
+    task_id = _create(store, _images(backend, 2))
+    store.fail(task_id, "gave up")
+    view = store.view(task_id)
+    assert view is not None and (view.task.status, view.task.error) == ("failed", "gave up")
+    assert {i.error_message for i in view.items} == {"gave up"}
+
+
+@pytest.mark.parametrize(
+    ("succeeded", "failed", "cancelled", "status"),
+    [(3, 0, 0, "succeeded"), (0, 3, 0, "failed"), (2, 1, 0, "partially_failed"),
+     (1, 0, 2, "cancelled")],
+)  # fmt: skip
+def test_final_status(succeeded: int, failed: int, cancelled: int, status: str) -> None:
+    assert final_status(succeeded, failed, cancelled) == status
