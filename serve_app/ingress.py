@@ -17,7 +17,7 @@ from serve_app.db import Database
 from serve_app.errors import install_error_handlers
 from serve_app.images import ImageService
 from serve_app.result_cache import ResultCache
-from serve_app.routes import ai, health, images, operations, tasks
+from serve_app.routes import ai, health, images, operations, playground, tasks
 from serve_app.schemas import ProcessRequest
 from serve_app.settings import get_settings
 from serve_app.storage import BlobStore
@@ -39,6 +39,7 @@ api.include_router(ai.router)
 api.include_router(tasks.router)
 api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
+api.include_router(playground.router)
 api.add_middleware(
     BodyLimitMiddleware,
     max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,

@@ -1,0 +1,2 @@
+"""The Playground's static page (index.html, playground.css, playground.js), served by
+serve_app.routes.playground."""
