@@ -235,7 +235,7 @@ def test_health_and_docs(client: httpx.Client) -> None:
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
     assert checks["database"]["ok"] and checks["storage"]["ok"]
-    names = ("Ingress", "Preprocessor", "YoloDetector", "OcrReader", "FaceDetector")
+    names = ("Ingress", "Preprocessor", "YoloDetector", "OcrReader", "FaceDetector", "TaskRunner")
     assert checks["deployments"]["deployments"] == dict.fromkeys(names, "HEALTHY")
     assert client.get("/api/v1/health/live").status_code == 200
     assert client.get("/health/").json()["status"] == "ok"
@@ -264,7 +264,7 @@ def test_concurrent_requests_each_get_their_own_result(client: httpx.Client) -> 
 
 
 def test_upload_over_limit_refused_before_reading(client: httpx.Client, service: Service) -> None:
-    before = (service.rows(), service.blobs())
+    before = service.stored()
     big = b"\xff\xd8\xff" + b"\x00" * (9 * 1024 * 1024)
     error = assert_error(post(client, "/upload", big), 413, "file")
     assert error["code"] == "upload_too_large"
@@ -283,7 +283,7 @@ def test_upload_over_limit_refused_before_reading(client: httpx.Client, service:
         headers={"content-type": "multipart/form-data; boundary=zzz"},
     )
     assert_error(response, 413, "file")
-    assert (service.rows(), service.blobs()) == before
+    assert service.stored() == before
 
 
 @pytest.mark.parametrize(
@@ -298,11 +298,11 @@ def test_upload_over_limit_refused_before_reading(client: httpx.Client, service:
 def test_not_images(
     client: httpx.Client, service: Service, payload: bytes, status: int, code: str
 ) -> None:
-    before = (service.rows(), service.blobs())
+    before = service.stored()
     for path in ("/upload", "/resize"):
         error = assert_error(post(client, path, payload, width=10), status)
         assert error["code"] == code
-    assert (service.rows(), service.blobs()) == before
+    assert service.stored() == before
 
 
 def test_disallowed_format_is_415(client: httpx.Client) -> None:

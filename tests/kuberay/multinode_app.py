@@ -3,8 +3,8 @@ deployments, without the model deployments.
 
 The multi-node test exercises the image routes (ingress -> Preprocessor over a handle), which
 need no model; loading YOLO, OCR and face models on every start would cost minutes and GiBs on
-a 2-core machine. The Ingress takes four handles, so the three model slots get the
-Preprocessor's: the test never calls an AI route.
+a 2-core machine. The Ingress takes five handles, so the three model slots and the
+TaskRunner's get the Preprocessor's: the test never calls an AI or batch route.
 
 Serve imports this module by path (`tests.kuberay.multinode_app:app`); the test puts the
 repository on the nodes' PYTHONPATH.
@@ -19,5 +19,5 @@ from serve_app.ingress import Ingress
 
 _preprocessor = Preprocessor.bind()  # type: ignore[attr-defined]
 app: Application = Ingress.bind(  # type: ignore[attr-defined]
-    _preprocessor, _preprocessor, _preprocessor, _preprocessor
+    _preprocessor, _preprocessor, _preprocessor, _preprocessor, _preprocessor
 )

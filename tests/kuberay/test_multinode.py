@@ -19,6 +19,7 @@ The load is bounded (a few client threads on 127.0.0.1, small images). Port 6379
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -223,7 +224,8 @@ class Answer:
 
 
 class Load:
-    """A few clients posting a small resize, back to back, until stopped."""
+    """A few clients posting a small resize, back to back, until stopped. Each asks for a
+    different width, so the result cache cannot answer for the Preprocessor."""
 
     def __init__(self, url: str, image: bytes, threads: int = CLIENT_THREADS) -> None:
         self.url, self.image, self.threads = url, image, threads
@@ -233,13 +235,14 @@ class Load:
         self._workers: list[threading.Thread] = []
 
     def _run(self) -> None:
+        widths = itertools.count(16)
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set():
                 try:
                     response = client.post(
                         self.url,
                         files={"file": ("photo.jpg", self.image, "image/jpeg")},
-                        data={"width": "64"},
+                        data={"width": str(next(widths) % 4000 + 16)},
                     )
                 except httpx.HTTPError as error:
                     answer = Answer(time.monotonic(), None, error=repr(error))

@@ -29,22 +29,32 @@ def expected_rows() -> list[list[str]]:
     cpus_min = cpus_max = Decimal(0)
     for app in config.applications:
         for deployment in app.deployments:
-            scaling = AutoscalingConfig(**deployment.autoscaling_config)
             cpu = Decimal(str(deployment.ray_actor_options.num_cpus))
-            total_min += scaling.min_replicas
-            total_max += scaling.max_replicas
-            cpus_min += cpu * scaling.min_replicas
-            cpus_max += cpu * scaling.max_replicas
+            if isinstance(deployment.num_replicas, int):  # a fixed count, no autoscaling
+                low = high = deployment.num_replicas
+                replicas, target, delays = str(low), DASH, DASH
+            else:
+                scaling = AutoscalingConfig(**deployment.autoscaling_config)
+                low, high = scaling.min_replicas, scaling.max_replicas
+                replicas = f"{low}{DASH}{high}"
+                target = _number(scaling.target_ongoing_requests)
+                delays = (
+                    f"{_number(scaling.upscale_delay_s)} / {_number(scaling.downscale_delay_s)}"
+                )
+            total_min += low
+            total_max += high
+            cpus_min += cpu * low
+            cpus_max += cpu * high
             rows.append(
                 [
                     deployment.name,
-                    f"{scaling.min_replicas}{DASH}{scaling.max_replicas}",
+                    replicas,
                     _number(cpu),
-                    _number(cpu * scaling.min_replicas),
-                    _number(cpu * scaling.max_replicas),
-                    _number(scaling.target_ongoing_requests),
+                    _number(cpu * low),
+                    _number(cpu * high),
+                    target,
                     str(deployment.max_ongoing_requests),
-                    f"{_number(scaling.upscale_delay_s)} / {_number(scaling.downscale_delay_s)}",
+                    delays,
                 ]
             )
     totals = [f"{total_min}{DASH}{total_max}", "", _number(cpus_min), _number(cpus_max)]
