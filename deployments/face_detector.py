@@ -6,12 +6,15 @@ user_config: default_engine (haar | mtcnn).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from deployments.engine_slot import EngineSlot
+from deployments.health import check_memory
 from pipelines.detection import pick_device
 from pipelines.faces import FaceEngineName, FaceParams, HaarEngine, MtcnnEngine
 from pipelines.results import FacesResult
@@ -40,8 +43,14 @@ class FaceDetector:
     ) -> FacesResult:
         checked = validated(FaceParams, params)
         engine = self.slots[checked.engine or self.default_engine].get()
+        started = time.monotonic()
         result: FacesResult = await asyncio.to_thread(engine.detect, image, checked)
+        metrics.observe("detect_faces", time.monotonic() - started)
+        metrics.faces_detected().inc(len(result.faces), tags={"engine": result.engine})
         return result
+
+    def check_health(self) -> None:
+        check_memory()
 
     def status(self) -> dict[str, Any]:
         return {

@@ -6,12 +6,15 @@ user_config: default_engine (tesseract | easyocr), threads (torch CPU threads fo
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from deployments.engine_slot import EngineSlot
+from deployments.health import check_memory
 from pipelines.ocr import EasyOcrEngine, OcrEngineName, OcrParams, TesseractEngine
 from pipelines.results import OcrResult
 from pipelines.spec import validated
@@ -43,8 +46,16 @@ class OcrReader:
     ) -> OcrResult:
         checked = validated(OcrParams, params)
         engine = self.slots[checked.engine or self.default_engine].get()
+        started = time.monotonic()
         result: OcrResult = await asyncio.to_thread(engine.read, image, checked.lang)
+        metrics.observe("ocr", time.monotonic() - started)
+        for block in result.blocks:
+            if block.confidence is not None:
+                metrics.ocr_confidence().observe(block.confidence, tags={"engine": result.engine})
         return result
+
+    def check_health(self) -> None:
+        check_memory()
 
     def status(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from pipelines.analysis import image_info, probe
 from pipelines.annotate import annotate
 from pipelines.decode import open_image
@@ -44,10 +45,15 @@ class Preprocessor:
 
     async def process(self, data: bytes, pipeline: PipelineSpec | dict[str, Any]) -> ProcessedImage:
         spec = parse_pipeline(pipeline)
-        deadline = time.monotonic() + self.limits.pipeline_timeout_s
+        started = time.monotonic()
+        deadline = started + self.limits.pipeline_timeout_s
         # Pillow releases the GIL while it decodes, resamples and encodes: a worker thread keeps
         # the replica's event loop free for health checks and lets two requests overlap.
-        return await asyncio.to_thread(run_pipeline, data, spec, self.limits, deadline=deadline)
+        result = await asyncio.to_thread(run_pipeline, data, spec, self.limits, deadline=deadline)
+        ops = [step.op for step in spec.steps]
+        operation = ops[0] if len(ops) == 1 else ("pipeline" if ops else "encode")
+        metrics.observe(operation, time.monotonic() - started)
+        return result
 
     async def info(self, data: bytes) -> dict[str, Any]:
         return await asyncio.to_thread(image_info, data, self.limits)

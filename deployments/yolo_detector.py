@@ -8,12 +8,15 @@ threads (torch CPU threads; ultralytics and Ray both lower it, so it is set on e
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from deployments import metrics
 from deployments.engine_slot import EngineSlot
+from deployments.health import check_memory
 from pipelines.detection import DetectParams, YoloEngine
 from pipelines.results import ObjectsResult
 from pipelines.spec import validated
@@ -63,9 +66,13 @@ class YoloDetector:
         """Objects in one upright RGB image (batched with concurrent callers)."""
         self.slot.get()  # 503 with the reason when the weights did not load
         checked = validated(DetectParams, params)
+        started = time.monotonic()
         result = await self._batched(image, checked)  # type: ignore[misc,call-arg]
         if isinstance(result, Exception):
             raise result
+        metrics.observe("detect_objects", time.monotonic() - started)
+        for found in result.detections:
+            metrics.objects_detected().inc(tags={"label": found.label})
         return result
 
     # serve.batch's stubs expect a one-argument function; it batches each argument separately.
@@ -78,6 +85,9 @@ class YoloDetector:
         self.images += len(images)
         # Inference in a worker thread: torch releases the GIL, the event loop keeps batching.
         return await asyncio.to_thread(engine.predict, images, params)
+
+    def check_health(self) -> None:
+        check_memory()
 
     def status(self) -> dict[str, Any]:
         engine = self.slot.engine

@@ -16,6 +16,7 @@ from pipelines.ocr import OcrParams
 from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from pipelines.tasks import AiStep, DetectFacesStep, DetectObjectsStep
+from serve_app.tracing import call_span
 
 
 class AiService:
@@ -37,16 +38,20 @@ class AiService:
         check_upload_size(len(data), self.limits)
         return self.preprocessor.decode_rgb.remote(data)
 
+    # Each span covers the decode in the Preprocessor and the model call it feeds.
     async def detect_objects(self, data: bytes, params: DetectParams) -> ObjectsResult:
-        result: ObjectsResult = await self.detector.detect.remote(self._pixels(data), params)
+        with call_span("YoloDetector", "detect"):
+            result: ObjectsResult = await self.detector.detect.remote(self._pixels(data), params)
         return result
 
     async def read_text(self, data: bytes, params: OcrParams) -> OcrResult:
-        result: OcrResult = await self.ocr.read.remote(self._pixels(data), params)
+        with call_span("OcrReader", "read"):
+            result: OcrResult = await self.ocr.read.remote(self._pixels(data), params)
         return result
 
     async def detect_faces(self, data: bytes, params: FaceParams) -> FacesResult:
-        result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
+        with call_span("FaceDetector", "detect"):
+            result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
         return result
 
     async def run_step(self, data: bytes, step: AiStep) -> ObjectsResult | OcrResult | FacesResult:
@@ -64,7 +69,10 @@ class AiService:
         fmt: FormatName | None,
         quality: int | None,
     ) -> ProcessedImage:
-        image: ProcessedImage = await self.preprocessor.annotate.remote(data, boxes, fmt, quality)
+        with call_span("Preprocessor", "annotate"):
+            image: ProcessedImage = await self.preprocessor.annotate.remote(
+                data, boxes, fmt, quality
+            )
         return image
 
     async def status(self) -> dict[str, Any]:

@@ -7,14 +7,20 @@ slot, filled by the constructor, is the replica's own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from serve_app.ai import AiService
 from serve_app.errors import Unavailable
 from serve_app.images import ImageService
+
+if TYPE_CHECKING:
+    from serve_app.guard import Guard
 from serve_app.tasks import TaskService
 
 _image_service: ImageService | None = None
 _ai_service: AiService | None = None
 _task_service: TaskService | None = None
+_guard: Guard | None = None
 
 
 def set_services(images: ImageService, ai: AiService, tasks: TaskService) -> None:
@@ -38,3 +44,14 @@ def task_service() -> TaskService:
     if _task_service is None:
         raise Unavailable("the service is still starting")
     return _task_service
+
+
+def set_guard(guard: Guard) -> None:
+    global _guard
+    _guard = guard
+
+
+def guard() -> Guard:
+    if _guard is None:
+        raise Unavailable("the service is still starting")
+    return _guard

@@ -7,6 +7,8 @@ unexpected becomes a logged 500 whose body says nothing internal.
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +18,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import ServiceError
+from serve_app.metrics import record_rejection
 
 log = logging.getLogger("ray.serve")
 
@@ -46,6 +49,25 @@ class Unavailable(ServiceError):
     status = 503
     code = "service_unavailable"
 
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
 RETRY_AFTER_S = 5
@@ -62,8 +84,14 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def retry_after(exc: ServiceError) -> int:
+    wait = getattr(exc, "retry_after", None)
+    return max(1, math.ceil(wait)) if wait else RETRY_AFTER_S
+
+
 def _service_error(exc: ServiceError) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+    headers = {"Retry-After": str(retry_after(exc))} if exc.status == 503 else None
+    record_rejection(exc.code)
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 
@@ -101,6 +129,12 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("dependency unavailable on %s: %r", request.url.path, exc)
+    if isinstance(exc, BackPressureError):  # a deployment's queue is full: shed, fast
+        record_rejection("overloaded")
+        return error_response(
+            503, "overloaded", "the service is at capacity; try again shortly",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
     return _service_error(Unavailable("a backend is unavailable; try again shortly"))
 
 

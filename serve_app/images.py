@@ -20,21 +20,28 @@ from pipelines.errors import ServiceError
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
+from serve_app.breakers import BreakerOpen, guarded
 from serve_app.db import Database, ImageRecord, new_id
 from serve_app.errors import NotFound, Unavailable
 from serve_app.result_cache import ResultCache, cache_key
 from serve_app.storage import BlobStore, sha256_hex
+from serve_app.tracing import call_span
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
 
 
 async def offload(what: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking dependency call off the event loop; its outage becomes a 503."""
+    """Run a blocking call to a dependency off the event loop, through its circuit breaker:
+    an outage becomes a 503, and while the breaker is open one that costs no waiting."""
     try:
-        return await asyncio.to_thread(fn, *args)
+        return await asyncio.to_thread(guarded, what, fn, *args)
     except ServiceError:
         raise
+    except BreakerOpen as exc:
+        raise Unavailable(
+            f"the {what} is unavailable; try again shortly", retry_after=exc.retry_after
+        ) from None
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("%s unavailable: %r", what, exc)
         raise Unavailable(f"the {what} is unavailable; try again shortly") from None
@@ -80,7 +87,8 @@ class ImageService:
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)  # cheap refusal before the hop
-        result: ProcessedImage = await self.preprocessor.process.remote(data, spec)
+        with call_span("Preprocessor", "process"):
+            result: ProcessedImage = await self.preprocessor.process.remote(data, spec)
         return result
 
     async def process_cached(
@@ -114,7 +122,8 @@ class ImageService:
 
     async def info(self, data: bytes) -> dict[str, Any]:
         check_upload_size(len(data), self.limits)
-        info: dict[str, Any] = await self.preprocessor.info.remote(data)
+        with call_span("Preprocessor", "info"):
+            info: dict[str, Any] = await self.preprocessor.info.remote(data)
         return info
 
     async def _save(self, data: bytes, record: ImageRecord) -> ImageRecord:
@@ -132,7 +141,8 @@ class ImageService:
 
     async def upload(self, data: bytes) -> ImageRecord:
         check_upload_size(len(data), self.limits)
-        meta: dict[str, Any] = await self.preprocessor.probe.remote(data)
+        with call_span("Preprocessor", "probe"):
+            meta: dict[str, Any] = await self.preprocessor.probe.remote(data)
         sha = sha256_hex(data)
         fmt = str(meta["format"])
         record = ImageRecord(

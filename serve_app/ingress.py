@@ -10,15 +10,18 @@ from fastapi.openapi.utils import get_openapi
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import context
+from serve_app import context, tracing
 from serve_app.ai import AiService
 from serve_app.body_limit import BodyLimitMiddleware
 from serve_app.db import Database
 from serve_app.errors import install_error_handlers
+from serve_app.guard import Guard, GuardMiddleware
 from serve_app.images import ImageService
+from serve_app.rate_limit import RateLimiter
 from serve_app.result_cache import ResultCache
-from serve_app.routes import ai, health, images, operations, playground, tasks
+from serve_app.routes import ai, health, images, metrics, operations, playground, tasks
 from serve_app.schemas import ProcessRequest
+from serve_app.security import ApiKeys
 from serve_app.settings import get_settings
 from serve_app.storage import BlobStore
 from serve_app.task_store import TaskStore
@@ -40,12 +43,15 @@ api.include_router(tasks.router)
 api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.include_router(playground.router)
+api.include_router(metrics.router)
 api.add_middleware(
     BodyLimitMiddleware,
     max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,
     # A batch carries many images; each is still held to the per-image limit when stored.
     path_limits={"/api/v1/batch": get_settings().tasks.max_body_bytes},
 )
+# Added last, so outermost: keys and rate limits are checked before a body byte is read.
+api.add_middleware(GuardMiddleware)
 
 
 def _openapi() -> dict[str, Any]:
@@ -89,6 +95,9 @@ class Ingress:
             AiService(preprocessor, detector, ocr, faces, limits),
             TaskService(image_service, TaskStore(db), runner, settings.tasks),
         )
+        tracing.configure(settings.tracing)
+        limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None
+        context.set_guard(Guard(ApiKeys(settings.security.api_keys), limiter))
 
     def check_health(self) -> None:
         """Fails only for what a restart fixes: services not built. A database or storage
@@ -97,3 +106,4 @@ class Ingress:
         context.image_service()
         context.ai_service()
         context.task_service()
+        context.guard()

@@ -6,6 +6,11 @@ Groups and their variables:
 - storage:  STORAGE_URL (file://... or s3://bucket/prefix), S3_ENDPOINT_URL
 - database: DATABASE_URL (sqlite:///... or postgresql://...), DATABASE_AUTO_MIGRATE
 - cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES (the result cache)
+- security: APP_MODE (development | production), SECURITY_API_KEYS (JSON: name -> sha256 hash)
+- rate_limit: RATE_LIMIT_ENABLED, RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST, REDIS_URL,
+            RATE_LIMIT_FAIL_OPEN
+- breakers: BREAKER_FAIL_MAX, BREAKER_RESET_S (database, storage, Redis)
+- tracing:  TRACING_ENABLED, TRACING_EXPORTER (console | otlp), OTEL_EXPORTER_OTLP_ENDPOINT
 - tasks:    TASKS_MAX_ITEMS, TASKS_MAX_BODY_BYTES, TASKS_ITEM_CONCURRENCY, TASKS_MAX_ACTIVE,
             TASKS_LEASE_S, TASKS_SWEEP_INTERVAL_S, TASKS_MAX_ATTEMPTS
 - models:   MODELS_YOLO_WEIGHTS, MODELS_OCR_ENGINE, MODELS_FACE_ENGINE
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.faces import FaceEngineName
@@ -60,6 +66,61 @@ class CacheSettings(BaseSettings):
     max_bytes: int = Field(1024**3, ge=0, description="evict least recently used past this")
 
 
+class SecuritySettings(BaseSettings):
+    """API keys, stored hashed: `{"name": "sha256:<hex of the key>"}`. Make one with
+    `python -m serve_app.security new-key NAME`. No keys means open access, which only the
+    development mode allows."""
+
+    model_config = SettingsConfigDict(env_prefix="SECURITY_", env_file=".env", extra="ignore")
+
+    api_keys: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed(cls, keys: dict[str, str]) -> dict[str, str]:
+        for name, digest in keys.items():
+            hexpart = digest.removeprefix("sha256:")
+            if not digest.startswith("sha256:") or len(hexpart) != 64:
+                raise ValueError(f"key {name!r}: store 'sha256:<64 hex>' (the hash, not the key)")
+            int(hexpart, 16)
+        return keys
+
+
+class RateLimitSettings(BaseSettings):
+    """Per API key (or per client address when access is open): a per-minute allowance and a
+    per-second burst, counted in Redis (shared by every replica) or in-process without it."""
+
+    model_config = SettingsConfigDict(env_prefix="RATE_LIMIT_", env_file=".env", extra="ignore")
+
+    # None: on in production mode, off in development (a laptop benchmarking its own service
+    # should not be throttled by default); true/false decide outright.
+    enabled: bool | None = None
+    per_minute: int = Field(1200, ge=1)
+    burst: int = Field(60, ge=1, description="requests per second")
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "RATE_LIMIT_REDIS_URL")
+    )
+    # Redis down: let requests through (True) or refuse them with 503 (False).
+    fail_open: bool = True
+
+
+class BreakerSettings(BaseSettings):
+    """Circuit breakers around the database, storage and Redis: after fail_max failures in a
+    row, calls fail at once (503, Retry-After) for reset_s, then one trial call decides."""
+
+    model_config = SettingsConfigDict(env_prefix="BREAKER_", env_file=".env", extra="ignore")
+
+    fail_max: int = Field(5, ge=1)
+    reset_s: float = Field(10.0, gt=0)
+
+
+class TracingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACING_", env_file=".env", extra="ignore")
+
+    enabled: bool = False
+    exporter: Literal["console", "otlp"] = "otlp"
+
+
 class TaskSettings(BaseSettings):
     """Batch tasks. A running task's runner renews its lease every lease_s / 3; a task whose
     lease ran out (its runner died) is taken over by the next sweep, at most max_attempts times,
@@ -92,6 +153,9 @@ class ModelSettings(BaseSettings):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    mode: Literal["development", "production"] = Field(
+        "development", validation_alias=AliasChoices("APP_MODE", "MODE")
+    )
     data_dir: Path = PROJECT_ROOT / "data"
     limits: LimitsSettings = Field(default_factory=lambda: LimitsSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
@@ -99,6 +163,23 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=lambda: ModelSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     tasks: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())
+    rate_limit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
+    breakers: BreakerSettings = Field(default_factory=lambda: BreakerSettings())
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
+
+    @property
+    def rate_limits_on(self) -> bool:
+        enabled = self.rate_limit.enabled
+        return self.mode == "production" if enabled is None else enabled
+
+    @model_validator(mode="after")
+    def _secure_in_production(self) -> Settings:
+        if self.mode == "production" and not self.security.api_keys:
+            raise ValueError(
+                "APP_MODE=production needs SECURITY_API_KEYS: refusing to start with open access"
+            )
+        return self
 
     @property
     def storage_url(self) -> str:

@@ -1,5 +1,6 @@
 """Health: /health/live (the process answers), /health/ready (every deployment and every
-dependency answers; 503 if not), /health/ (the report behind readiness). Also under /api/v1."""
+dependency — database, storage, Redis when configured — answers; 503 if not), /health/ (the
+report behind readiness, with model status and circuit breaker states). Also under /api/v1."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from serve_app import context
+from serve_app import breakers, context
 from serve_app.errors import RETRY_AFTER_S
 
 router = APIRouter(tags=["health"])
@@ -47,14 +48,20 @@ def _deployments() -> dict[str, Any]:
 
 async def report(*, with_models: bool = False) -> dict[str, Any]:
     images = context.image_service()
-    names = ("deployments", "database", "storage")
-    checks = await asyncio.gather(
-        _timed(_deployments), _timed(images.db.ping), _timed(images.store.ping)
-    )
-    result = dict(zip(names, checks, strict=True))
+    probes: dict[str, Callable[[], Any]] = {
+        "deployments": _deployments,
+        "database": images.db.ping,
+        "storage": images.store.ping,
+    }
+    limiter = context.guard().limiter
+    if limiter is not None and limiter.shared:
+        probes["redis"] = limiter.ping
+    checks = await asyncio.gather(*(_timed(probe) for probe in probes.values()))
+    result = dict(zip(probes, checks, strict=True))
     body: dict[str, Any] = {
         "status": "ok" if all(c["ok"] for c in checks) else "degraded",
         "checks": result,
+        "breakers": breakers.states(),
     }
     if with_models:
         # Reported, not gating readiness: image operations work without any model.

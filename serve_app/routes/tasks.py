@@ -14,6 +14,7 @@ from pipelines.spec import invalid_parameter
 from pipelines.tasks import TaskPipeline
 from serve_app import context
 from serve_app.errors import BadRequest, UnsupportedMediaType
+from serve_app.guard import request_id
 from serve_app.routes.common import parse_json
 from serve_app.schemas import ERROR_RESPONSES, TaskOut
 from serve_app.tasks import TaskService
@@ -129,8 +130,9 @@ async def batch(
     mixing image operations and AI steps; answers 202 with the task at once."""
     pipeline, files, ids = await _read_batch(request)
     view, created = await tasks.submit(
-        pipeline, files, ids, idempotency_key=idempotency_key, request_id=x_request_id
-    )
+        pipeline, files, ids, idempotency_key=idempotency_key,
+        request_id=request_id() or x_request_id,
+    )  # fmt: skip
     if created:
         return _task_response(view, 202)
     return _task_response(view, 200, {"Idempotent-Replayed": "true"})

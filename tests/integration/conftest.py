@@ -9,6 +9,7 @@ server this session starts). `make test` runs the persistence-heavy tests on bot
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,19 @@ class Service:
     def sql(self, query: str, **params: object) -> list[tuple[object, ...]]:
         with self.engine.connect() as conn:
             return [tuple(row) for row in conn.execute(text(query), params)]
+
+    def stored(self, quiet_s: float = 1.0, timeout_s: float = 20.0) -> tuple[int, int]:
+        """(image rows, blobs) once earlier requests' background writes (the result cache
+        saves after answering) have settled: no change for `quiet_s`."""
+        deadline = time.monotonic() + timeout_s
+        last = (self.rows(), self.blobs(), self.rows("results"))
+        stable_since = time.monotonic()
+        while time.monotonic() - stable_since < quiet_s and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = (self.rows(), self.blobs(), self.rows("results"))
+            if now != last:
+                last, stable_since = now, time.monotonic()
+        return last[0], last[1]
 
     def blobs(self) -> int:
         fs, root = fsspec.url_to_fs(self.stack.storage_url, **self.stack.storage_options)
@@ -115,6 +129,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         # Short leases so the tests see a dead runner's task taken over in seconds.
         "TASKS_LEASE_S": "4",
         "TASKS_SWEEP_INTERVAL_S": "0.5",
+        # Replicas report metrics to the node's agent every second, not every ten.
+        "RAY_metrics_report_interval_ms": "1000",
         **stack.env,
     }
     if stack.name == "sqlite+local":

@@ -1,0 +1,54 @@
+"""Model and image metrics, made with ray.serve.metrics inside the replicas that do the work
+(exported by Ray with a `ray_` prefix, beside Serve's built-in series)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ray.serve import metrics
+
+DURATION_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+
+@cache
+def processing_duration() -> metrics.Histogram:
+    return metrics.Histogram(
+        "image_processing_duration_seconds",
+        description="Time spent on image work in a replica, by operation (a single-step "
+        "pipeline's op, 'pipeline' for several steps, or info/probe/decode/annotate/"
+        "detect_objects/ocr/detect_faces).",
+        boundaries=DURATION_BUCKETS,
+        tag_keys=("operation",),
+    )
+
+
+@cache
+def objects_detected() -> metrics.Counter:
+    return metrics.Counter(
+        "image_objects_detected",
+        description="Objects found by the YoloDetector, by label.",
+        tag_keys=("label",),
+    )
+
+
+@cache
+def faces_detected() -> metrics.Counter:
+    return metrics.Counter(
+        "image_faces_detected",
+        description="Faces found by the FaceDetector, by engine.",
+        tag_keys=("engine",),
+    )
+
+
+@cache
+def ocr_confidence() -> metrics.Histogram:
+    return metrics.Histogram(
+        "image_ocr_confidence",
+        description="Confidence (0-1) of each text block the OcrReader returned, by engine.",
+        boundaries=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95],
+        tag_keys=("engine",),
+    )
+
+
+def observe(operation: str, seconds: float) -> None:
+    processing_duration().observe(seconds, tags={"operation": operation})

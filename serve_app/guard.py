@@ -1,0 +1,161 @@
+"""The ingress's front door, as plain ASGI middleware: API keys, rate limits, the request id,
+and per-route request metrics, before any route runs.
+
+- Keys: with SECURITY_API_KEYS set, a request without `X-API-Key` is 401 and one with an
+  unknown key 403. Open paths (health, metrics, the Playground page, the API docs) need none.
+- Limits: per key name, or per client address when access is open; 429 with Retry-After and
+  X-RateLimit-* (those headers ride on every limited response).
+- X-Request-ID: Serve's proxy keeps an incoming one (else makes one), puts it in the request
+  context that every deployment's log lines carry, and returns it; answers made here (401,
+  429) carry it too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipelines.errors import ServiceError
+from serve_app import context, tracing
+from serve_app.errors import Forbidden, RateLimited, Unauthorized, retry_after
+from serve_app.metrics import record_rejection, record_request
+from serve_app.rate_limit import RateLimiter
+from serve_app.security import ApiKeys
+
+OPEN_PREFIXES = ("/health", "/api/v1/health", "/metrics", "/playground", "/docs", "/redoc")
+OPEN_PATHS = frozenset({"/", "/openapi.json"})
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+@dataclass
+class Guard:
+    keys: ApiKeys
+    limiter: RateLimiter | None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+def request_id() -> str | None:
+    """Serve's id for the request being handled (the client's X-Request-ID when it sent one)."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        rid: str = _get_serve_request_context().request_id
+        return rid or None
+    except Exception:  # noqa: BLE001 - outside Serve (unit tests) there is none
+        return None
+
+
+class GuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def _refuse(
+        self, send: Send, scope: Scope, error: ServiceError, headers: dict[str, str]
+    ) -> None:
+        record_rejection(error.code)
+        body = json.dumps({"error": error.to_dict()}).encode()
+        if error.status == 503:
+            headers = {**headers, "Retry-After": str(retry_after(error))}
+        if rid := _header(scope, b"x-request-id"):
+            headers = {**headers, "X-Request-ID": rid}
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _admit(self, scope: Scope, guard: Guard) -> dict[str, str]:
+        """Headers to add to the answer; raises the refusal."""
+        identity = None
+        if guard.keys.required:
+            presented = _header(scope, b"x-api-key")
+            if not presented:
+                raise Unauthorized(
+                    "an API key is required: send it in X-API-Key", field="X-API-Key"
+                )
+            identity = guard.keys.identify(presented)
+            if identity is None:
+                raise Forbidden("this API key is not valid", field="X-API-Key")
+            identity = f"key:{identity}"
+        if guard.limiter is None:
+            return {}
+        client = scope.get("client") or ("unknown", 0)
+        forwarded = _header(scope, b"x-forwarded-for")
+        identity = identity or f"ip:{(forwarded or client[0]).split(',')[0].strip()}"
+        decision = await guard.limiter.check(identity)
+        if not decision.allowed:
+            raise _Limited(decision.headers())
+        return decision.headers()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+        extra: dict[str, str] = {}
+        try:
+            if not is_open(scope.get("path", "")):
+                try:
+                    extra = await self._admit(scope, context.guard())
+                except _Limited as limited:
+                    status = 429
+                    await self._refuse(
+                        send, scope, RateLimited("too many requests"), limited.headers
+                    )
+                    return
+                except ServiceError as refused:
+                    status = refused.status
+                    await self._refuse(send, scope, refused, {})
+                    return
+            raw_extra = [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+
+            async def send_with_headers(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    if raw_extra:
+                        message = {**message, "headers": [*message.get("headers", []), *raw_extra]}
+                await send(message)
+
+            with tracing.span(
+                f"HTTP {scope.get('method', '')}",
+                **{"http.request.method": scope.get("method", "")},
+            ) as current:
+                await self.app(scope, receive, send_with_headers)
+                route = _route_template(scope)
+                current.update_name(f"{scope.get('method', '')} {route}")
+                current.set_attribute("http.route", route)
+                current.set_attribute("http.response.status_code", status)
+                if rid := request_id():
+                    current.set_attribute("request.id", rid)
+        finally:
+            route = _route_template(scope)
+            record_request(route, scope.get("method", ""), status, time.monotonic() - started)
+
+
+class _Limited(Exception):
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__("rate limited")
+        self.headers = headers
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (/api/v1/tasks/{task_id}), never the raw path: raw paths
+    would give every id its own time series."""
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

@@ -1,0 +1,77 @@
+"""The ingress's own metrics, made with ray.serve.metrics: Ray exports them beside Serve's
+built-in `ray_serve_*` series on each node's metrics port, with a `ray_` prefix and the
+deployment/replica/application tags Serve adds. Model metrics live in deployments/metrics.py.
+
+Outside a Ray replica (unit tests) the calls are harmless no-ops of Ray's own making.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from ray.serve import metrics
+
+# Error codes that mean "refused by a limit", by the reason an operator filters on.
+REJECTION_REASONS = {
+    "upload_too_large": "size",
+    "too_large": "size",
+    "too_many_pixels": "pixels",
+    "too_many_frames": "frames",
+    "unsupported_format": "format",
+    "not_an_image": "format",
+    "unsupported_media_type": "format",
+    "rate_limited": "rate_limit",
+    "unauthorized": "auth",
+    "forbidden": "auth",
+    "overloaded": "overload",
+}
+LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+
+@cache
+def requests() -> metrics.Counter:
+    return metrics.Counter(
+        "image_requests",
+        description="HTTP requests answered by the ingress, by route template and status.",
+        tag_keys=("route", "method", "status"),  # type: ignore[arg-type]  # stub says 1-tuple
+    )
+
+
+@cache
+def request_duration() -> metrics.Histogram:
+    return metrics.Histogram(
+        "image_request_duration_seconds",
+        description="Time from request to response at the ingress, by route template.",
+        boundaries=LATENCY_BUCKETS,
+        tag_keys=("route",),
+    )
+
+
+@cache
+def rejections() -> metrics.Counter:
+    return metrics.Counter(
+        "image_rejections",
+        description="Requests refused by a limit: size, pixels, frames, format, rate_limit, "
+        "auth, overload.",
+        tag_keys=("reason",),
+    )
+
+
+@cache
+def tasks() -> metrics.Gauge:
+    return metrics.Gauge(
+        "image_tasks",
+        description="Batch tasks by status (queued, running), as the TaskRunner last counted.",
+        tag_keys=("status",),
+    )
+
+
+def record_rejection(code: str) -> None:
+    reason = REJECTION_REASONS.get(code)
+    if reason is not None:
+        rejections().inc(tags={"reason": reason})
+
+
+def record_request(route: str, method: str, status: int, seconds: float) -> None:
+    requests().inc(tags={"route": route, "method": method, "status": str(status)})
+    request_duration().observe(seconds, tags={"route": route})
