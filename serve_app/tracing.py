@@ -15,7 +15,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
+from serve_app.errors import Unavailable
 from serve_app.settings import TracingSettings
 
 _provider: TracerProvider | None = None
@@ -54,6 +56,20 @@ def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
         yield current
 
 
-def call_span(deployment: str, method: str) -> Any:
-    """The span around one call to another deployment."""
-    return span(f"{deployment}.{method}", **{"serve.deployment": deployment, "rpc.method": method})
+@contextmanager
+def call_span(deployment: str, method: str) -> Iterator[trace.Span]:
+    """Around one call to another deployment: its span, and Serve's refusals in our terms.
+    A full queue (BackPressureError) is 503 `overloaded`; Serve would otherwise answer it
+    itself, in plain text, through a handler it installs on the FastAPI app."""
+    attributes = {"serve.deployment": deployment, "rpc.method": method}
+    with span(f"{deployment}.{method}", **attributes) as current:
+        try:
+            yield current
+        except BackPressureError:
+            raise Unavailable(
+                f"the {deployment} is at capacity; try again shortly",
+                code="overloaded",
+                retry_after=1,
+            ) from None
+        except DeploymentUnavailableError:
+            raise Unavailable(f"the {deployment} is unavailable; try again shortly") from None

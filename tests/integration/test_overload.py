@@ -1,0 +1,79 @@
+"""Overload: with the Preprocessor squeezed to one replica, one request in flight and one
+queued, a burst of slow requests is shed with 503 `overloaded` + Retry-After in well under a
+second, while the requests it accepted complete. The session's config is restored after."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import encode, photo
+from tests.integration.conftest import Service
+
+
+def _deploy_with_preprocessor(service: Service, **options: object) -> None:
+    config = yaml.safe_load(service.config.read_text())
+    (app,) = config["applications"]
+    (pre,) = [d for d in app["deployments"] if d["name"] == "Preprocessor"]
+    pre.pop("autoscaling_config", None)
+    pre.update(options)
+    path = service.config.with_name("serve_config.overload.yaml")
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    service.cluster.deploy(path)
+
+
+@pytest.fixture
+def squeezed(service: Service) -> Iterator[None]:
+    _deploy_with_preprocessor(
+        service, num_replicas=1, max_ongoing_requests=1, max_queued_requests=1
+    )
+    try:
+        yield
+    finally:
+        service.cluster.deploy(service.config)
+
+
+def test_a_burst_is_shed_fast_and_accepted_requests_complete(
+    service: Service, squeezed: None
+) -> None:
+    image = encode(photo("coffee").resize((1600, 1100)), "JPEG", quality=90)
+
+    def one(i: int) -> tuple[int, float, str | None, str | None]:
+        pipeline = {"steps": [{"op": "resize", "width": 1200 + i}, {"op": "filter",
+                    "name": "median", "size": 9}]}  # fmt: skip
+        started = time.monotonic()
+        with httpx.Client(base_url=service.base_url, timeout=120) as client:
+            answer = client.post(
+                "/api/v1/process",
+                files={"file": ("c.jpg", image, "image/jpeg")},
+                data={"pipeline": json.dumps(pipeline)},
+            )
+        if answer.status_code == 200:
+            code = None
+        elif answer.headers.get("content-type", "").startswith("application/json"):
+            code = answer.json()["error"]["code"]
+        else:
+            code = f"not JSON: {answer.text[:80]!r}"
+        return (
+            answer.status_code,
+            time.monotonic() - started,
+            code,
+            answer.headers.get("retry-after"),
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(16)))
+    shed = [a for a in answers if a[0] == 503]
+    served = [a for a in answers if a[0] == 200]
+    assert len(shed) + len(served) == len(answers), answers  # nothing else: no 500, no hang
+    assert shed, f"nothing was shed: {answers}"
+    assert served, f"nothing was served: {answers}"
+    assert all(code == "overloaded" and retry == "1" for _, _, code, retry in shed), shed
+    assert max(seconds for _, seconds, _, _ in shed) < 1.0, shed
+    print(f"\nshed {len(shed)} in <= {max(s for _, s, _, _ in shed):.2f}s, served {len(served)}")
