@@ -46,7 +46,8 @@ class FaceDetector:
         started = time.monotonic()
         result: FacesResult = await asyncio.to_thread(engine.detect, image, checked)
         metrics.observe("detect_faces", time.monotonic() - started)
-        metrics.faces_detected().inc(len(result.faces), tags={"engine": result.engine})
+        if result.faces:  # Ray's counters refuse an increment of 0
+            metrics.faces_detected().inc(len(result.faces), tags={"engine": result.engine})
         return result
 
     def check_health(self) -> None:

@@ -13,6 +13,7 @@ from tests.conftest import (
     decode,
     encode,
     normalised,
+    photo,
     text_image,
     ultralytics_asset,
 )
@@ -68,6 +69,14 @@ def test_detect_faces_astronaut(client: httpx.Client, astronaut_jpeg: bytes, eng
     assert body["engine"] == engine and (body["width"], body["height"]) == (512, 512)
     assert len(body["faces"]) == 1
     assert best_iou(ASTRONAUT_FACE, body["faces"]) >= 0.6
+
+
+@pytest.mark.parametrize("engine", ["haar", "mtcnn"])
+def test_no_face_is_an_empty_list_not_an_error(client: httpx.Client, engine: str) -> None:
+    """Regression: counting zero faces in the metrics once failed the request."""
+    response = post(client, "/detect-faces", encode(photo("coffee")), engine=engine)
+    assert response.status_code == 200, response.text
+    assert response.json()["faces"] == []
 
 
 @pytest.mark.parametrize("engine", ["tesseract", "easyocr"])
