@@ -11,19 +11,15 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app import context, tracing
-from serve_app.ai import AiService
 from serve_app.body_limit import BodyLimitMiddleware
-from serve_app.db import Database
 from serve_app.errors import install_error_handlers
 from serve_app.guard import Guard, GuardMiddleware
-from serve_app.images import ImageService
 from serve_app.rate_limit import RateLimiter
-from serve_app.result_cache import ResultCache
 from serve_app.routes import ai, health, images, metrics, operations, playground, tasks
 from serve_app.schemas import ProcessRequest
 from serve_app.security import ApiKeys
+from serve_app.services import build_services
 from serve_app.settings import get_settings
-from serve_app.storage import BlobStore
 from serve_app.task_store import TaskStore
 from serve_app.tasks import TaskService
 
@@ -83,17 +79,9 @@ class Ingress:
         runner: DeploymentHandle[Any],
     ) -> None:
         settings = get_settings()
-        db = Database(settings.database_url)
-        if settings.database.auto_migrate:
-            db.migrate()
-        store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
-        limits = settings.limits.to_limits()
-        cache = ResultCache(db, store, settings.cache)
-        image_service = ImageService(preprocessor, db, store, limits, cache)
+        images, ai = build_services(settings, preprocessor, detector, ocr, faces)
         context.set_services(
-            image_service,
-            AiService(preprocessor, detector, ocr, faces, limits),
-            TaskService(image_service, TaskStore(db), runner, settings.tasks),
+            images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
         )
         tracing.configure(settings.tracing)
         limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None

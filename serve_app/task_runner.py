@@ -33,13 +33,11 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
 from serve_app.ai import AiService
-from serve_app.db import Database
 from serve_app.errors import Unavailable
 from serve_app.images import ImageService, offload
 from serve_app.models import TaskItem, TaskRecord
-from serve_app.result_cache import ResultCache
+from serve_app.services import build_services
 from serve_app.settings import TaskSettings, get_settings
-from serve_app.storage import BlobStore
 from serve_app.task_store import TaskStore
 
 log = logging.getLogger("ray.serve")
@@ -231,18 +229,10 @@ class TaskRunner:
         faces: DeploymentHandle[Any],
     ) -> None:
         settings = get_settings()
-        db = Database(settings.database_url)
-        if settings.database.auto_migrate:
-            db.migrate()
-        store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
-        limits = settings.limits.to_limits()
-        self.cache = ResultCache(db, store, settings.cache)
-        self.worker = TaskWorker(
-            ImageService(preprocessor, db, store, limits, self.cache),
-            AiService(preprocessor, detector, ocr, faces, limits),
-            TaskStore(db),
-            settings.tasks,
-        )
+        images, ai = build_services(settings, preprocessor, detector, ocr, faces)
+        assert images.cache is not None
+        self.cache = images.cache
+        self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
 

@@ -1,0 +1,33 @@
+"""The services a replica builds at start from the settings: the database (migrated when
+DATABASE_AUTO_MIGRATE), blob storage, the result cache, and the image and AI services over the
+deployment handles it was given. The Ingress and the TaskRunner build the same ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.ai import AiService
+from serve_app.db import Database
+from serve_app.images import ImageService
+from serve_app.result_cache import ResultCache
+from serve_app.settings import Settings
+from serve_app.storage import BlobStore
+
+
+def build_services(
+    settings: Settings,
+    preprocessor: DeploymentHandle[Any],
+    detector: DeploymentHandle[Any],
+    ocr: DeploymentHandle[Any],
+    faces: DeploymentHandle[Any],
+) -> tuple[ImageService, AiService]:
+    db = Database(settings.database_url)
+    if settings.database.auto_migrate:
+        db.migrate()
+    store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
+    limits = settings.limits.to_limits()
+    cache = ResultCache(db, store, settings.cache)
+    images = ImageService(preprocessor, db, store, limits, cache)
+    return images, AiService(preprocessor, detector, ocr, faces, limits)
