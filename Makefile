@@ -63,10 +63,25 @@ format: install
 type-check: install
 	$(BIN)/mypy
 
-## bench: benchmarks side by side with the bare library; results in bench/results/
-bench: install
-	$(BIN)/python -m bench.thumbnail
-	$(BIN)/python -m bench.yolo
+## bench: benchmarks side by side with thumbor and the bare libraries (issue #9): thumbnails,
+## a 3-step pipeline, YOLO, OCR and faces, memory, the result cache; ~15 min on 2 cores.
+## Writes bench/results/*.json and *.png and bench/RESULTS.md. BENCH_ARGS=--quick: a short run.
+## thumbor runs from its own virtualenv (its Pillow range differs from ours), made here.
+THUMBOR_VENV := bench/.thumbor-venv
+BENCH_ARGS ?=
+bench: install $(THUMBOR_VENV)/.installed-stamp
+	$(BIN)/python -m bench.thumbnail $(BENCH_ARGS)
+	$(BIN)/python -m bench.yolo $(BENCH_ARGS)
+	$(BIN)/python -m bench.ai_engines $(BENCH_ARGS)
+	$(BIN)/python -m bench.memory $(BENCH_ARGS)
+	$(BIN)/python -m bench.cache $(BENCH_ARGS)
+	$(BIN)/python -m bench.report >/dev/null
+	$(BIN)/python -m bench.plots
+
+$(THUMBOR_VENV)/.installed-stamp: bench/thumbor-requirements.txt
+	$(PYTHON) -m venv $(THUMBOR_VENV)
+	$(THUMBOR_VENV)/bin/pip install -q -r bench/thumbor-requirements.txt
+	touch $@
 
 ## deploy: `serve deploy serve_config.yaml` to a running cluster (RAY_DASHBOARD=http://...)
 deploy: install

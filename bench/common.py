@@ -1,4 +1,4 @@
-"""What every benchmark shares: test images, a bounded HTTP load loop, a cluster, reports.
+"""What every benchmark shares: test images, bounded load loops, a cluster, reports.
 
 Load loops are bounded in requests and seconds and target 127.0.0.1 only.
 """
@@ -11,15 +11,19 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
+import psutil
 import yaml
 from PIL import Image
 from skimage import data as skdata
@@ -27,6 +31,11 @@ from skimage import data as skdata
 from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Benchmarks 1-4 compare the work itself: the result cache is off (thumbor's result storage is
+# off by default too); bench.cache measures it with the cache on.
+NO_CACHE = {"CACHE_ENABLED": "false"}
+# Every load loop stops at whichever bound comes first.
+MAX_REQUESTS = 20_000
 
 
 def photos(size: tuple[int, int]) -> list[Image.Image]:
@@ -55,6 +64,11 @@ def photos_jpeg(size: tuple[int, int], count: int = 4, quality: int = 90) -> lis
     return out
 
 
+def thumbnail_sources() -> list[bytes]:
+    """The thumbnail benchmarks' inputs: 4 square 1920x1920 and 4 4:3 1920x1440 JPEGs."""
+    return photos_jpeg((1920, 1920), 4) + photos_jpeg((1920, 1440), 4)
+
+
 @dataclass
 class LoadResult:
     concurrency: int
@@ -68,39 +82,38 @@ class LoadResult:
 
 
 def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
-async def _load(
-    url: str,
-    bodies: list[bytes],
-    fields: dict[str, str],
-    concurrency: int,
-    seconds: float,
-    max_requests: int,
+def _local_only(url: str) -> None:
+    if urlsplit(url).hostname != "127.0.0.1":
+        raise ValueError(f"benchmarks load 127.0.0.1 only, not {url}")
+
+
+# One request: (session, index) -> succeeded?
+Send = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+
+
+async def _drive(
+    send: Send, concurrency: int, seconds: float, max_requests: int, timeout_s: float
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
     sent = 0
     deadline = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def worker(index: int) -> None:
             nonlocal errors, sent
             i = index
             while time.monotonic() < deadline and sent < max_requests:
                 sent += 1
-                form = aiohttp.FormData()
-                form.add_field("file", bodies[i % len(bodies)], filename="photo.jpg")
-                for key, value in fields.items():
-                    form.add_field(key, value)
                 started = time.perf_counter()
                 try:
-                    async with session.post(url, data=form) as response:
-                        await response.read()
-                        ok = response.status == 200
-                except aiohttp.ClientError:
+                    ok = await send(session, i)
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 elapsed = time.perf_counter() - started
                 if ok:
@@ -118,9 +131,9 @@ async def _load(
         errors=errors,
         seconds=round(wall, 2),
         rps=round(len(latencies) / wall, 2),
-        p50_ms=round(_percentile(latencies, 50), 1),
-        p95_ms=round(_percentile(latencies, 95), 1),
-        p99_ms=round(_percentile(latencies, 99), 1),
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        p99_ms=_percentile(latencies, 99),
     )
 
 
@@ -130,9 +143,41 @@ def http_load(
     fields: dict[str, str],
     concurrency: int,
     seconds: float = 8.0,
-    max_requests: int = 5000,
+    max_requests: int = MAX_REQUESTS,
+    timeout_s: float = 120.0,
 ) -> LoadResult:
-    return asyncio.run(_load(url, bodies, fields, concurrency, seconds, max_requests))
+    """POST multipart `file` (cycling through bodies) plus form fields; 200 is success."""
+    _local_only(url)
+
+    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+        form = aiohttp.FormData()
+        form.add_field("file", bodies[i % len(bodies)], filename="photo.jpg")
+        for key, value in fields.items():
+            form.add_field(key, value)
+        async with session.post(url, data=form) as response:
+            await response.read()
+            return response.status == 200
+
+    return asyncio.run(_drive(send, concurrency, seconds, max_requests, timeout_s))
+
+
+def get_load(
+    urls: list[str],
+    concurrency: int,
+    seconds: float = 8.0,
+    max_requests: int = MAX_REQUESTS,
+    timeout_s: float = 120.0,
+) -> LoadResult:
+    """GET the urls in turn (thumbor's URL API); 200 is success."""
+    for url in urls:
+        _local_only(url)
+
+    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+        async with session.get(urls[i % len(urls)]) as response:
+            await response.read()
+            return response.status == 200
+
+    return asyncio.run(_drive(send, concurrency, seconds, max_requests, timeout_s))
 
 
 def timed_loop(
@@ -143,7 +188,7 @@ def timed_loop(
     deadline = time.monotonic() + seconds
     i = 0
     started = time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and i < MAX_REQUESTS:
         t = time.perf_counter()
         fn(bodies[i % len(bodies)])
         latencies.append((time.perf_counter() - t) * 1000)
@@ -152,8 +197,49 @@ def timed_loop(
     return {
         "per_s": round(len(latencies) / wall, 2),
         "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(_percentile(latencies, 99), 2),
+        "p99_ms": _percentile(latencies, 99),
     }
+
+
+def thread_load(
+    fn: Callable[[bytes], object], bodies: list[bytes], concurrency: int, seconds: float
+) -> LoadResult:
+    """The bare library loop in one process at a concurrency: `concurrency` threads each
+    calling fn in turn (Pillow, OpenCV and torch release the GIL while they compute, so one
+    process uses every core). Same fields as an HTTP load, so the two sit in one table."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+    per_thread = max(1, MAX_REQUESTS // concurrency)
+
+    def worker(index: int) -> None:
+        mine: list[float] = []
+        i = index
+        while time.monotonic() < deadline and len(mine) < per_thread:
+            t = time.perf_counter()
+            fn(bodies[i % len(bodies)])
+            mine.append((time.perf_counter() - t) * 1000)
+            i += concurrency
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    return LoadResult(
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=0,
+        seconds=round(wall, 2),
+        rps=round(len(latencies) / wall, 2),
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        p99_ms=_percentile(latencies, 99),
+    )
 
 
 @dataclass
@@ -163,24 +249,80 @@ class BenchCluster:
     config: dict[str, Any]
     workdir: Path
 
-    def redeploy(self, deployment: str, **user_config: object) -> None:
-        """serve deploy the same config with one deployment's user_config changed."""
+    def _deployment(self, name: str) -> dict[str, Any]:
         (app,) = self.config["applications"]
-        (target,) = [d for d in app["deployments"] if d["name"] == deployment]
+        (target,) = [d for d in app["deployments"] if d["name"] == name]
+        return target
+
+    def redeploy(
+        self, deployment: str, actor_options: dict[str, Any] | None = None, **user_config: object
+    ) -> None:
+        """serve deploy the same config with one deployment's user_config (and, optionally,
+        ray_actor_options) changed."""
+        target = self._deployment(deployment)
         target["user_config"] = {**target.get("user_config", {}), **user_config}
+        if actor_options:
+            target["ray_actor_options"] = {**target.get("ray_actor_options", {}), **actor_options}
         path = self.workdir / "serve_config.yaml"
         path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        self.cluster.deploy(path)
+        _deploy(self.cluster, path)
+
+    def rss_bytes(self) -> dict[str, int]:
+        return cluster_memory(self.cluster)
+
+
+def cluster_processes(cluster: LocalCluster) -> list[psutil.Process]:
+    """Every process of the cluster: `ray start --block` leads its own session, and the GCS,
+    raylet, dashboard, proxies and replicas all run inside it."""
+    assert cluster.process is not None, "only clusters started with block=True"
+    sid = cluster.process.pid
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def cluster_memory(cluster: LocalCluster, *, pss: bool = False) -> dict[str, int]:
+    """The cluster's resident memory: the sum of its processes' RSS (counts pages they share,
+    such as Ray's object store, once per process) and, with pss=True, of their PSS (shared
+    pages split between the sharers: what the cluster really takes)."""
+    rss = 0
+    pss_total = 0
+    count = 0
+    for proc in cluster_processes(cluster):
+        try:
+            if pss:
+                info = proc.memory_full_info()
+                rss += info.rss
+                pss_total += info.pss
+            else:
+                rss += proc.memory_info().rss
+            count += 1
+        except psutil.Error:
+            continue
+    out = {"rss": rss, "processes": count}
+    if pss:
+        out["pss"] = pss_total
+    return out
 
 
 @contextmanager
-def serve_cluster(env: dict[str, str] | None = None) -> Iterator[BenchCluster]:
-    """A Ray head with the app from serve_config.yaml on free ports."""
+def serve_cluster(
+    env: dict[str, str] | None = None, config_edit: Callable[[dict[str, Any]], None] | None = None
+) -> Iterator[BenchCluster]:
+    """A Ray head with the app from serve_config.yaml on free ports (config_edit may change
+    the config first)."""
     import tempfile
 
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     port = free_port()
     config["http_options"]["port"] = port
+    if config_edit:
+        config_edit(config)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "serve_config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -189,24 +331,67 @@ def serve_cluster(env: dict[str, str] | None = None) -> Iterator[BenchCluster]:
         )
         cluster.start(block=True)
         try:
-            cluster.deploy(path)
+            _deploy(cluster, path)
             yield BenchCluster(f"http://127.0.0.1:{port}", cluster, config, Path(tmp))
         finally:
             cluster.stop()
 
 
-def machine() -> dict[str, Any]:
-    import PIL
-    import ray
+def _deploy(cluster: LocalCluster, path: Path, attempts: int = 6) -> None:
+    """`serve deploy`, again if the dashboard dropped the connection: on a busy machine its
+    Serve API can answer a few seconds after /api/version does."""
+    for attempt in range(attempts):
+        try:
+            cluster.deploy(path)
+            return
+        except subprocess.CalledProcessError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(10)
 
+
+def _version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """The machine and the versions, and how busy it was when the benchmark started."""
     return {
         "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": _cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "ray": ray.__version__,
-        "pillow": PIL.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        "ray": _version("ray"),
+        "pillow": _version("pillow"),
+        "torch": _version("torch"),
+        "ultralytics": _version("ultralytics"),
+        "opencv": _version("opencv-python-headless"),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def finish(payload: dict[str, Any]) -> None:
+    """Record the load average at the end next to the one at the start."""
+    payload.setdefault("machine", machine())["load_avg_at_end"] = [
+        round(x, 2) for x in os.getloadavg()
+    ]
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
@@ -214,3 +399,8 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)) + "\n")
     return path
+
+
+def read_json(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

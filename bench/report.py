@@ -1,115 +1,336 @@
-"""bench/RESULTS.md from bench/results/*.json: the figures, the machine, the ratios."""
+"""bench/RESULTS.md from bench/results/*.json: the figures, the machine, the versions, the
+ratios against issue #9's targets.
+
+    python -m bench.report
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS
+from bench.common import RESULTS, read_json
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def _thumbnail(data: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Thumbnail: ~1920 px JPEG -> 300x300, JPEG q85",
-        "",
-        "`python -m bench.thumbnail`. Images: 4 square 1920x1920 and 4 1920x1440 photos.",
-        "The load client runs on the same machine and takes CPU from the service.",
-        "",
-    ]
+def _f(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _by_c(runs: list[dict[str, Any]] | None) -> dict[int, dict[str, Any]]:
+    return {r["concurrency"]: r for r in runs or []}
+
+
+def _machine(m: dict[str, Any]) -> str:
+    load = m.get("load_avg_at_start")
+    end = m.get("load_avg_at_end")
+    return (
+        f"{m.get('date')}, load average (1/5/15 min) {load} at the start, {end} at the end"
+        if load
+        else f"{m.get('date')}"
+    )
+
+
+def ceiling(entry: dict[str, Any]) -> float:
+    """The bare library's best on this machine: its best concurrency in one process, or one
+    process per core, whichever did more."""
+    best: float = max((r["rps"] for r in entry.get("bare", [])), default=0.0)
+    return max(best, entry.get("bare_processes", {}).get("per_s", 0.0))
+
+
+def _image_jobs(data: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     for job, entry in data["jobs"].items():
-        bare = entry["bare_per_core"]
-        ceiling = entry["bare_ceiling"]["per_s"]
+        top = ceiling(entry)
+        bare, thumbor, service = (_by_c(entry.get(k)) for k in ("bare", "thumbor", "service"))
+        per_core = entry["bare_per_core"]
         pipeline = entry["pipeline_per_core"]
         lines += [
-            f"### {job}",
+            f"### {job}: {entry['title']}",
             "",
-            f"- bare Pillow, one core: **{bare['per_s']} img/s**, p50 {bare['p50_ms']} ms",
-            f"- bare Pillow, all cores (ceiling): **{ceiling} img/s**",
-            f"- our pipeline in-process, one core: {pipeline['per_s']} img/s "
-            f"({pipeline['per_s'] / bare['per_s']:.2f}x bare), p50 {pipeline['p50_ms']} ms",
+            f"Run: {_machine(data['machine'])}; {entry.get('seconds_per_point')} s per point, "
+            f"{entry.get('rounds', 1)} round(s), the faster kept.",
+            f"Service: `{entry['route']}`, env {entry.get('service_env')}; thumbor: "
+            f"`/unsafe/{entry['thumbor_options']}/N.jpg`"
+            + (
+                f" ({entry['thumbor_setup'].get('version')}, "
+                f"{entry['thumbor_setup'].get('processes')} processes)"
+                if entry.get("thumbor_setup", {}).get("available")
+                else " (not installed: not measured)"
+            )
+            + ".",
             "",
-            "| service variant | concurrency | req/s | x ceiling | p50 ms | p99 ms | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"- bare Pillow, one thread: {per_core['per_s']} img/s, p50 {per_core['p50_ms']} ms; "
+            f"one process per core: {entry['bare_processes']['per_s']} img/s; "
+            f"**ceiling {top:.1f} img/s**",
+            f"- our `run_pipeline` in-process, one thread: {pipeline['per_s']} img/s "
+            f"({pipeline['per_s'] / per_core['per_s']:.2f}x bare), p50 {pipeline['p50_ms']} ms",
+            "",
+            "| system | c | req/s | x ceiling | x thumbor | p50 ms | p99 ms | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for variant, runs in entry.items():
-            if not variant.startswith("serve_"):
-                continue
-            for run in runs:
+        for label, runs in (("bare Pillow", bare), ("thumbor", thumbor), ("service", service)):
+            for c, r in runs.items():
+                peer = thumbor.get(c)
+                vs = f"{r['rps'] / peer['rps']:.2f}" if peer and peer["rps"] else "-"
                 lines.append(
-                    f"| {variant.removeprefix('serve_')} | {run['concurrency']} | {run['rps']} | "
-                    f"{run['rps'] / ceiling:.2f} | {run['p50_ms']} | {run['p99_ms']} | "
-                    f"{run['errors']} |"
+                    f"| {label} | {c} | {r['rps']} | {r['rps'] / top:.2f} | {vs} | "
+                    f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['errors']} |"
                 )
         lines.append("")
-        default = {r["concurrency"]: r for r in entry.get("serve_default", [])}
-        if 1 in default and 8 in default:
-            share = default[8]["rps"] / ceiling
-            lines += [
-                f"Reading: with Serve's defaults the service does {share:.2f}x "
-                f"the all-core ceiling at concurrency 8, and at concurrency 1 its p50 is "
-                f"{default[1]['p50_ms'] - bare['p50_ms']:.1f} ms above the bare library's. The "
-                "image work itself costs what bare Pillow costs (the in-process line); the rest "
-                "is the HTTP proxy, the ingress and the ingress -> Preprocessor hop.",
-                "",
-            ]
     return lines
 
 
 def _yolo(data: dict[str, Any]) -> list[str]:
-    best_bare = max(b["img_per_s"] for b in data["bare"])
+    best = max(data["bare"], key=lambda b: b["img_per_s"])
     lines = [
-        f"## YOLO: {data['weights']} at {data['image_size']} px, CPU",
+        f"## YOLO: {data['weights']} at {data['image_size']} px on {data.get('device', 'cpu')}",
         "",
-        "`python -m bench.yolo`. The service is the YoloDetector through a DeploymentHandle",
-        "(arrays in: no HTTP, no decode); the bare loop is ultralytics' predict in one process.",
-        "Both use torch on 2 threads.",
+        f"`python -m bench.yolo`. Run: {_machine(data['machine'])}; "
+        f"{data.get('seconds_per_point')} s per point; the replica ran on "
+        f"{data.get('service_device')}.",
+        "The handle rows call the YoloDetector through a DeploymentHandle (arrays in: no HTTP,",
+        "no decode); the HTTP row is the whole service (`POST /api/v1/detect-objects`, a 640x480",
+        "JPEG). The bare loop is ultralytics' predict in one process. Torch on 2 threads.",
         "",
         "| bare ultralytics | img/s | batch p50 ms |",
         "| --- | ---: | ---: |",
-    ]
-    lines += [
-        f"| batch {b['batch']} | {b['img_per_s']} | {b['batch_p50_ms']} |" for b in data["bare"]
-    ]
-    lines += [
+        *(f"| batch {b['batch']} | {b['img_per_s']} | {b['batch_p50_ms']} |" for b in data["bare"]),
         "",
-        "| service | concurrency | img/s | x best bare | mean batch | p50 ms | p99 ms | errors |",
+        "| service | c | img/s | x best bare | mean batch | p50 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label in ("batching_on", "batching_off"):
-        for run in data.get(label, []):
+    for label in ("batching_on", "batching_off", "http_batching_on"):
+        for r in data.get(label, []):
+            rate = r.get("img_per_s", r.get("rps", 0.0))
             lines.append(
-                f"| {label.replace('_', ' ')} | {run['concurrency']} | {run['img_per_s']} | "
-                f"{run['img_per_s'] / best_bare:.2f} | {run['mean_batch']} | {run['p50_ms']} | "
-                f"{run['p99_ms']} | {run['errors']} |"
+                f"| {label.replace('_', ' ')} | {r['concurrency']} | {rate} | "
+                f"{rate / best['img_per_s']:.2f} | {r.get('mean_batch', '-')} | "
+                f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['errors']} |"
             )
     return [*lines, ""]
 
 
+def _ai(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## OCR and faces: images/s through the service vs bare",
+        "",
+        f"`python -m bench.ai_engines`. Run: {_machine(data['machine'])}; "
+        f"{data.get('seconds_per_point')} s per point (Tesseract 2x, EasyOCR 4x that). OCR on a "
+        "rendered 1200x500 page of text,",
+        "faces on the 800x800 astronaut photo (JPEG). Bare: decode + the engine from `pipelines/`",
+        "in one process (c threads, torch on 2 threads); service: HTTP with `engine=`, result",
+        "cache off (the FaceDetector and OcrReader replicas run torch on 1 thread, as deployed).",
+        "",
+        "| engine | bare c=1 img/s | bare c=2 | service c=1 | service c=4 | service/bare best "
+        "| bare p50 ms | service c=1 p50 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in data["engines"].items():
+        bare, service = _by_c(entry.get("bare")), _by_c(entry.get("service"))
+        best_bare = max((r["rps"] for r in bare.values()), default=0.0)
+        best_service = max((r["rps"] for r in service.values()), default=0.0)
+        errors = sum(r["errors"] for r in service.values())
+        lines.append(
+            f"| {name} | {bare.get(1, {}).get('rps', '-')} | {bare.get(2, {}).get('rps', '-')} | "
+            f"{service.get(1, {}).get('rps', '-')} | {service.get(4, {}).get('rps', '-')} | "
+            f"{best_service / best_bare if best_bare else 0:.2f} | "
+            f"{_f(bare.get(1, {}).get('p50_ms'))} | {_f(service.get(1, {}).get('p50_ms'))} | "
+            f"{errors} |"
+        )
+    return [*lines, ""]
+
+
+def _memory(data: dict[str, Any]) -> list[str]:
+    flood = data["flood"]
+    load = flood["load"]
+    return [
+        "## Memory",
+        "",
+        f"`python -m bench.memory`. Run: {_machine(data['machine'])}. The whole Ray cluster "
+        f"({data['idle']['processes']} processes: GCS, raylet, dashboard, Serve controller and "
+        "proxy, every replica), default settings. RSS summed over the processes counts shared",
+        "pages (object store, libraries) once per process; PSS splits them.",
+        "",
+        "| | RSS GiB | PSS GiB |",
+        "| --- | ---: | ---: |",
+        f"| idle | {data['idle']['rss_gib']} | {data['idle']['pss_gib']} |",
+        f"| peak, {flood['clients']} clients uploading {data['upload_mb']} MB JPEGs "
+        f"| {flood['peak_rss_gib']} | {flood['peak_pss_gib']} |",
+        f"| after the flood | {flood['after_rss_gib']} | {flood['after_pss_gib']} |",
+        "",
+        f"Flood: {load['requests']} requests in {load['seconds']} s ({load['rps']}/s, "
+        f"p50 {load['p50_ms']} ms, {load['errors']} errors; up to "
+        f"{flood.get('most_processes', '?')} cluster processes, {data['idle']['processes']} "
+        "idle: each added process is a replica Serve's autoscaling started). "
+        f"Peak RSS in its first half "
+        f"{flood['peak_first_half_rss_gib']} GiB, second half "
+        f"{flood['peak_second_half_rss_gib']} GiB: "
+        + ("bounded (no growth with requests)." if flood["bounded"] else "GREW in its 2nd half."),
+        "",
+        *_by_process(data["idle"].get("by_process", [])),
+    ]
+
+
+def _by_process(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "Idle, the largest processes:",
+        "",
+        "| process | RSS MiB | PSS MiB |",
+        "| --- | ---: | ---: |",
+        *(f"| {r['process']} | {r['rss_mib']} | {r['pss_mib']} |" for r in rows[:12]),
+    ]
+    rest = rows[12:]
+    if rest:
+        lines.append(
+            f"| {len(rest)} others | {sum(r['rss_mib'] for r in rest)} | "
+            f"{sum(r['pss_mib'] for r in rest)} |"
+        )
+    return [*lines, ""]
+
+
+def _cache(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Result cache: repeat request vs first",
+        "",
+        f"`python -m bench.cache`. Run: {_machine(data['machine'])}. One client, "
+        f"{data['images']} distinct ~1920 px JPEGs, each sent once (miss) then {data['repeats']}"
+        " times (hit) and "
+        f"{data['repeats']} times with If-None-Match (304). Cache on (the default).",
+        "",
+        "| job | first p50 ms | hit p50 ms | 304 p50 ms | first p99 | hit p99 | speed-up (p50) "
+        "| unexpected answers |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, e in data["jobs"].items():
+        lines.append(
+            f"| {name} | {e['first']['p50_ms']} | {e['hit']['p50_ms']} | "
+            f"{e['if_none_match_304']['p50_ms']} | {e['first']['p99_ms']} | {e['hit']['p99_ms']} "
+            f"| {e['speedup_p50']}x | {e['unexpected_answers']} |"
+        )
+    return [*lines, ""]
+
+
+def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
+    rows: list[tuple[str, str, str]] = []
+
+    def row(target: str, value: str, ok: bool | None) -> None:
+        rows.append((target, value, "-" if ok is None else ("met" if ok else "**not met**")))
+
+    thumb = results.get("thumbnail")
+    for job, entry in (thumb or {}).get("jobs", {}).items():
+        service, thumbor, bare = (_by_c(entry.get(k)) for k in ("service", "thumbor", "bare"))
+        if 8 in service and 8 in thumbor:
+            ratio = service[8]["rps"] / thumbor[8]["rps"]
+            row(f"{job} c=8 >= 1.5x thumbor", f"{ratio:.2f}x", ratio >= 1.5)
+        if 8 in service:
+            ratio = service[8]["rps"] / ceiling(entry)
+            row(f"{job} c=8 >= 0.7x bare ceiling", f"{ratio:.2f}x", ratio >= 0.7)
+        if 1 in service and 1 in bare:
+            extra = service[1]["p50_ms"] - bare[1]["p50_ms"]
+            row(f"{job} c=1 p50 <= bare + 5 ms", f"+{extra:.1f} ms", extra <= 5)
+    yolo = results.get("yolo")
+    if yolo:
+        best = max(b["img_per_s"] for b in yolo["bare"])
+        on = _by_c(yolo.get("batching_on"))
+        if 16 in on:
+            ratio = on[16]["img_per_s"] / best
+            row("YOLO c=16 >= 0.85x bare best (handle)", f"{ratio:.2f}x", ratio >= 0.85)
+    cache = results.get("cache")
+    for name, e in (cache or {}).get("jobs", {}).items():
+        row(f"cache hit >= 10x faster ({name})", f"{e['speedup_p50']}x", e["speedup_p50"] >= 10)
+    memory = results.get("memory")
+    if memory:
+        idle = memory["idle"]["rss_gib"]
+        row("idle cluster < 3 GiB RSS", f"{idle} GiB (PSS {memory['idle']['pss_gib']})", idle < 3)
+        row(
+            "peak under a 16 x 20 MB upload flood bounded",
+            f"{memory['flood']['peak_rss_gib']} GiB",
+            memory["flood"]["bounded"],
+        )
+    if not rows:
+        return []
+    return [
+        "## Against the targets (issue #9)",
+        "",
+        "| target | this run | |",
+        "| --- | ---: | --- |",
+        *(f"| {t} | {v} | {ok} |" for t, v, ok in rows),
+        "",
+    ]
+
+
+SETUP = """\
+How to read this. Every figure comes from `make bench` on the machine named above, one
+benchmark after another. In the thumbnail and pipeline benchmarks thumbor and the Ray cluster
+are both up (each idle while the other is measured); each point is measured bare, thumbor,
+service in turn, the sequence twice, and each keeps its faster round (`rps_rounds` in the JSON
+has both). The load client (aiohttp, one process) shares the machine with the server it loads.
+Compare ratios within one run, not absolute figures across machines. The load averages given
+with each benchmark say how busy the machine was (other work was running on it).
+
+Fairness. thumbor 7.8.0 (its own virtualenv, `bench/thumbor-requirements.txt`; Pillow 12.3.0,
+as thumbor caps Pillow < 13, the service has 13.0.0) serves the same JPEGs from its file
+loader, with no source or result storage, no detectors, `QUALITY = 85`, baseline JPEG, one
+tornado process per core (`--processes`); it Huffman-optimises its JPEGs, which costs it a
+little. The service runs as serve_config.yaml deploys it, with the result cache off for
+benchmarks 1-4 (`CACHE_ENABLED=false`), rate limits off (development mode). "Bare" is the job
+in plain Pillow (JPEG draft decoding, LANCZOS, the same quality) in one process at the given
+number of threads; the ceiling is the best bare figure of the run. For the 3-step pipeline the
+sharpen step differs: Pillow's 3x3 SHARPEN kernel for the service and bare, thumbor's unsharp
+mask `sharpen(1.0,1.0,false)`.
+
+Plots: `bench/results/*.png` (throughput vs concurrency per benchmark).
+"""
+
+
 def render() -> str:
-    path = RESULTS / "thumbnail.json"
-    if not path.exists():
+    names = ("thumbnail", "pipeline3", "yolo", "yolo_gpu", "ai_engines", "memory", "cache")
+    results = {name: read_json(name) for name in names}
+    first = next((r for r in results.values() if r), None)
+    if first is None:
         return "no results yet: run `make bench`"
-    data = json.loads(path.read_text())
-    yolo_path = RESULTS / "yolo.json"
-    yolo = json.loads(yolo_path.read_text()) if yolo_path.exists() else None
-    m = data["machine"]
+    m = first["machine"]
+    versions = ", ".join(
+        f"{k} {m[k]}"
+        for k in ("python", "ray", "pillow", "torch", "ultralytics", "opencv")
+        if m.get(k)
+    )
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {m['cpus']} CPUs, {m['platform']}; Python {m['python']}, Ray {m['ray']}, "
-        f"Pillow {m['pillow']}; run on {m['date']}. Figures are from one run; compare ratios "
-        "within it, not absolute numbers across machines.",
+        f"Machine: {m['cpus']} CPUs ({m.get('cpu_model') or 'unknown model'}), "
+        f"{m.get('memory_gib', '?')} GiB, {m['platform']}. Versions: {versions}.",
         "",
-        *_thumbnail(data),
-        *(_yolo(yolo) if yolo else []),
+        SETUP,
+        *_targets(results),
     ]
-    text = "\n".join(lines)
-    RESULTS_MD.write_text(text + "\n")
+    if results["thumbnail"]:
+        lines += ["## Thumbnails: ~1920 px JPEG -> 300x300, JPEG q85", ""]
+        lines += _image_jobs(results["thumbnail"])
+    if results["pipeline3"]:
+        lines += ["## 3-step pipeline: fit 300x300, sharpen, WebP q85", ""]
+        lines += _image_jobs(results["pipeline3"])
+    for name in ("yolo", "yolo_gpu"):
+        data = results[name]
+        if data:
+            lines += _yolo(data)
+    if results["ai_engines"]:
+        lines += _ai(results["ai_engines"])
+    if results["memory"]:
+        lines += _memory(results["memory"])
+    if results["cache"]:
+        lines += _cache(results["cache"])
+    text = "\n".join(lines).rstrip() + "\n"
+    RESULTS_MD.write_text(text)
     return text
 
 
 if __name__ == "__main__":
     print(render())
+    print(f"wrote {RESULTS_MD} ({RESULTS})")

@@ -1,54 +1,71 @@
-"""YOLO benchmark: the yolo11n architecture (random weights: right for speed, says nothing of
-accuracy) at 640 px on the CPU.
+"""YOLO benchmark (issue #9, benchmark 3): the yolo11n architecture (random weights: right for
+speed and batching, says nothing of accuracy) at 640 px.
 
 Side by side in one run:
-- bare:     ultralytics' predict in one process, batches of 1 and of 8, torch on 2 threads;
-- service:  the YoloDetector through a DeploymentHandle (arrays in, no HTTP, no decode) at
-            concurrency 1, 8 and 16, with dynamic batching on (max_batch_size=8) and off
-            (max_batch_size=1), changed live through user_config.
+- bare:     ultralytics' batched predict loop in one process (batches of 1, 4, 8; on a GPU 1, 8,
+            16, 32), torch on 2 threads: the ceiling is its best;
+- service:  the YoloDetector through a DeploymentHandle (arrays in: no HTTP, no decode) at
+            concurrency 1, 8, 16 and 32, with dynamic batching on (max_batch_size=8; 16 on a
+            GPU) and off (max_batch_size=1), changed live through user_config;
+- http:     the whole service, POST /api/v1/detect-objects with a 640x480 JPEG (proxy, ingress,
+            decode in the Preprocessor, the detector), batching on.
+The result cache is off (CACHE_ENABLED=false).
 
-    python -m bench.yolo            # ~3 min, writes results/yolo.json
+    python -m bench.yolo                  # ~4 min on 2 cores, writes results/yolo.json
     python -m bench.yolo --quick
+    python -m bench.yolo --device cuda    # on a GPU machine (bench/gpu_check.sh): yolo_gpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import statistics
 import time
 from typing import Any
 
 import numpy as np
 import ray
+from PIL import Image
 from ray import serve
 
-from bench.common import machine, photos, serve_cluster, write_json
-from bench.report import render
+from bench.common import NO_CACHE, finish, http_load, machine, photos, serve_cluster, write_json
 from pipelines.detection import YoloEngine
 
 WEIGHTS = "yolo11n.yaml"
 SIZE = 640
+CONCURRENCIES = [1, 8, 16, 32]
 
 
 def frames() -> list[np.ndarray]:
     return [np.asarray(img) for img in photos((640, 480))]
 
 
-def bare(images: list[np.ndarray], batch: int, seconds: float) -> dict[str, float]:
+def jpegs(images: list[np.ndarray]) -> list[bytes]:
+    out = []
+    for image in images:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def bare(
+    engine: YoloEngine, images: list[np.ndarray], batch: int, seconds: float
+) -> dict[str, Any]:
     import torch
 
-    engine = YoloEngine(WEIGHTS, threads=2)
-    engine.warm_up(SIZE)
     done = 0
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
     started = time.monotonic()
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and done < 20_000:
         chunk = [images[(done + i) % len(images)][:, :, ::-1] for i in range(batch)]
-        torch.set_num_threads(2)  # ultralytics lowers it after each predict
+        if engine.device == "cpu":
+            torch.set_num_threads(2)  # ultralytics lowers it after each predict
         t = time.perf_counter()
-        engine.model.predict(chunk, imgsz=SIZE, conf=0.25, verbose=False, device="cpu")
+        engine.model.predict(chunk, imgsz=SIZE, conf=0.25, verbose=False, device=engine.device)
         latencies.append((time.perf_counter() - t) * 1000)
         done += batch
     wall = time.monotonic() - started
@@ -65,11 +82,13 @@ async def _load(
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
+    per_worker = max(1, 20_000 // concurrency)
 
     async def worker(index: int) -> None:
         nonlocal errors
         i = index
-        while time.monotonic() < deadline:
+        done = 0
+        while time.monotonic() < deadline and done < per_worker:
             t = time.perf_counter()
             try:
                 await handle.detect.remote(images[i % len(images)], {"image_size": SIZE})
@@ -77,6 +96,7 @@ async def _load(
             except Exception:  # noqa: BLE001 - counted, reported
                 errors += 1
             i += concurrency
+            done += 1
 
     started = time.monotonic()
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
@@ -91,48 +111,81 @@ async def _load(
 
 
 def _wait_batch_size(handle: Any, size: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        status: dict[str, Any] = handle.status.remote().result(timeout_s=30)
-        if status["ready"] and status["max_batch_size"] == size:
-            return status
+        try:
+            status: dict[str, Any] = handle.status.remote().result(timeout_s=30)
+            if status["ready"] and status["max_batch_size"] == size:
+                return status
+        except Exception:  # noqa: BLE001 - a replica still starting; ask again
+            pass
         time.sleep(1)
     raise TimeoutError(f"max_batch_size never became {size}")
 
 
-def run(seconds: float, concurrencies: list[int]) -> dict[str, Any]:
+def run(seconds: float, concurrencies: list[int], device: str) -> dict[str, Any]:
+    gpu = device != "cpu"
     images = frames()
-    results: dict[str, Any] = {"machine": machine(), "weights": WEIGHTS, "image_size": SIZE}
-    results["bare"] = [bare(images, batch, seconds) for batch in (1, 8)]
-    with serve_cluster({"MODELS_YOLO_WEIGHTS": WEIGHTS}) as bench:
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "weights": WEIGHTS,
+        "image_size": SIZE,
+        "device": device,
+        "seconds_per_point": seconds,
+    }
+    engine = YoloEngine(WEIGHTS, device="cuda:0" if gpu else "cpu", threads=None if gpu else 2)
+    engine.warm_up(SIZE)
+    results["bare"] = [
+        bare(engine, images, b, seconds) for b in ((1, 8, 16, 32) if gpu else (1, 4, 8))
+    ]
+    del engine
+    on_size = 16 if gpu else 8
+    # On a GPU the replica gets the whole device and waits longer for a batch to fill.
+    actor = {"num_gpus": 1} if gpu else None
+    wait = {"batch_wait_timeout_s": 0.02} if gpu else {}
+    with serve_cluster({**NO_CACHE, "MODELS_YOLO_WEIGHTS": WEIGHTS}) as bench:
         bench.cluster.connect()
         try:
             handle = serve.get_deployment_handle("YoloDetector", app_name="image-service")
-            for label, size in (("batching_on", 8), ("batching_off", 1)):
-                bench.redeploy("YoloDetector", max_batch_size=size, weights=WEIGHTS)
-                _wait_batch_size(handle, size)
+            for label, size in (("batching_on", on_size), ("batching_off", 1)):
+                bench.redeploy("YoloDetector", actor, max_batch_size=size, weights=WEIGHTS, **wait)
+                status = _wait_batch_size(handle, size)
+                results.setdefault("service_device", status.get("device"))
                 asyncio.run(_load(handle, images, 4, 2.0))  # warm-up
                 runs = []
                 for c in concurrencies:
                     before = handle.status.remote().result(timeout_s=30)
                     run = asyncio.run(_load(handle, images, c, seconds))
                     after = handle.status.remote().result(timeout_s=30)
-                    calls = after["batches"] - before["batches"]
+                    calls = max(1, after["batches"] - before["batches"])
                     run["mean_batch"] = round((after["images"] - before["images"]) / calls, 2)
                     runs.append(run)
                 results[label] = runs
+            # The whole service over HTTP, batching on again.
+            bench.redeploy("YoloDetector", actor, max_batch_size=on_size, **wait)
+            _wait_batch_size(handle, on_size)
+            url = f"{bench.base_url}/api/v1/detect-objects"
+            bodies = jpegs(images)
+            http_load(url, bodies, {}, 4, seconds=2.0)  # warm-up
+            results["http_batching_on"] = [
+                http_load(url, bodies, {}, c, seconds=seconds) for c in concurrencies
+            ]
         finally:
             ray.shutdown()
+    finish(results)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
-    results = run(4.0 if args.quick else 10.0, [1, 8, 16])
-    print(f"wrote {write_json('yolo', results)}")
-    print(render())
+    seconds = args.seconds or (3.0 if args.quick else 6.0)
+    results = run(seconds, CONCURRENCIES, args.device)
+    name = "yolo" if args.device == "cpu" else "yolo_gpu"
+    print(f"wrote {write_json(name, results)}")
 
 
 if __name__ == "__main__":
