@@ -51,6 +51,7 @@ _DECODE_ERRORS = (
     struct.error,
     IndexError,
     TypeError,
+    KeyError,  # a TIFF tag of the wrong count (PhotometricInterpretation x3) in getexif()
 )
 
 _ORIENTATION_TAG = 0x0112
@@ -123,6 +124,9 @@ def _orientation(exif: dict[int, object]) -> int:
 def _normalise_mode(img: Image.Image) -> Image.Image:
     """Bring every source to RGB, RGBA or L so operations see only those three modes."""
     mode = img.mode
+    if mode in ("RGB", "L") and "transparency" in img.info:
+        # A tRNS colour key lives in `info`, which `_bare` drops: make it an alpha channel.
+        return img.convert("RGBA")
     if mode in ("RGB", "RGBA", "L"):
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -142,6 +146,17 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
     if mode == "P":
         return img.convert("RGBA" if "transparency" in img.info else "RGB")
     return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+
+
+def _bare(img: Image.Image) -> Image.Image:
+    """The pixels without the source's metadata. Pillow's encoders copy what the image they
+    save still holds: PNG and TIFF the ICC profile in `info`, JPEG the comment, TIFF the source
+    file's tags (Make, Artist, XMP, IPTC...). Results carry no metadata of the source (hostile
+    catalogue: jpeg_huge_icc, png_huge_text_chunk; test_hostile's metadata test)."""
+    if hasattr(img, "tag_v2"):  # still the TIFF file object: a plain copy has no tags
+        img = img.copy()
+    img.info = {}
+    return img
 
 
 ShrinkHint = Callable[[int, int], tuple[int, int]]
@@ -200,7 +215,7 @@ def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = No
             img = ImageOps.exif_transpose(img)
     width, height = upright
     return DecodedImage(
-        image=_normalise_mode(img),
+        image=_bare(_normalise_mode(img)),
         format=fmt,
         width=width,
         height=height,

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing (atheris) of decode-and-validate."""
