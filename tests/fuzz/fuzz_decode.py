@@ -5,8 +5,8 @@ Any exception other than a typed pipelines.errors.ServiceError is a crash; so is
 
     python -m tests.fuzz.fuzz_decode CORPUS_DIR -max_total_time=600 -rss_limit_mb=2048
 
-(`python -m tests.fuzz.corpus_dir DIR` is not needed: tests/fuzz/test_fuzz_smoke.py seeds a
-corpus with tests.fuzz.corpus.write_corpus; so can you.) CI runs it briefly through that test.
+Seed CORPUS_DIR first with tests.fuzz.corpus.write_corpus (real images and the small hostile
+catalogue entries), as tests/fuzz/test_fuzz_smoke.py does when CI runs it briefly.
 """
 
 from __future__ import annotations
