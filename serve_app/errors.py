@@ -129,12 +129,6 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("dependency unavailable on %s: %r", request.url.path, exc)
-    if isinstance(exc, BackPressureError):  # a deployment's queue is full: shed, fast
-        record_rejection("overloaded")
-        return error_response(
-            503, "overloaded", "the service is at capacity; try again shortly",
-            headers={"Retry-After": "1"},
-        )  # fmt: skip
     return _service_error(Unavailable("a backend is unavailable; try again shortly"))
 
 
@@ -150,6 +144,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Under Serve, Serve replaces the handler for its own two; tracing.call_span turns them into
+    # our 503s where deployments are called. RayActorError (a replica died) stays ours.
     for unavailable in (BackPressureError, DeploymentUnavailableError, RayActorError):
         app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

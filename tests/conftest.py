@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
-import time
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from sqlalchemy.exc import OperationalError
 
 from bench import own_services
 from bench.own_services import OwnServer
-from serve_app.local import free_port
 
 _PHOTOS: dict[str, Callable[[], np.ndarray]] = {
     "astronaut": skdata.astronaut,  # 512x512 RGB, a face and a person
@@ -116,31 +114,25 @@ def _unavailable(what: str) -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    import urllib.request
+    """moto's S3 server for the session (bench/own_services.py starts it)."""
+    with own_services.own_moto() as server:
+        yield server.url
 
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
+
+@contextmanager
+def private_schema(admin: Engine, prefix: str = "t") -> Iterator[str]:
+    """A schema of its own in the machine's PostgreSQL, dropped afterwards: the URL whose
+    connections see only it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = admin.url.render_as_string(hide_password=False)
+    sep = "&" if "?" in base else "?"
     try:
-        yield endpoint
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import Engine, create_engine, text
 
 from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
-from tests.conftest import FALL_MODEL
+from tests.conftest import FALL_MODEL, private_schema
 
 STACK = os.environ.get("TEST_STACK", "sqlite+local")
 
@@ -96,18 +96,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     os.environ.update(creds)
     bucket = f"it-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-    schema = f"it_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    base = admin.url.render_as_string(hide_password=False)
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     storage = f"s3://{bucket}/blobs"
-    env = {**creds, "DATABASE_URL": url, "STORAGE_URL": storage, "S3_ENDPOINT_URL": endpoint}
-    try:
+    with private_schema(admin, "it") as url:
+        env = {**creds, "DATABASE_URL": url, "STORAGE_URL": storage, "S3_ENDPOINT_URL": endpoint}
         yield Stack(STACK, env, url, storage, {"client_kwargs": {"endpoint_url": endpoint}})
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from serve_app.db import Database
 from serve_app.storage import BlobStore
+from tests.conftest import private_schema
 
 
 @pytest.fixture
@@ -31,16 +32,8 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def postgres_url(postgres_admin: Engine) -> Iterator[str]:
     """A private schema in the machine's PostgreSQL for one test, dropped after it."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    base = postgres_admin.url.render_as_string(hide_password=False)
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with postgres_admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with private_schema(postgres_admin) as url:
+        yield url
 
 
 @dataclass
