@@ -43,7 +43,13 @@ COPY --chown=ray:users serve_config.yaml ./
 ENV DATA_DIR=/home/ray/data
 RUN mkdir -p "$DATA_DIR"
 
-# 8000: the Serve HTTP proxy. 8265: the Ray dashboard (it can run jobs: publish it privately).
+# Serve's fast HTTP path, as `make run` starts it (serve_app/local.py, fast_ingress_env; the
+# figures are in bench/RESULTS.md): HAProxy on the HTTP port in front of ingress replicas that
+# serve HTTP themselves. Ray reads it when its processes start, so it applies on KubeRay's
+# pods too.
+ENV RAY_SERVE_ENABLE_HA_PROXY=1
+
+# 8000: Serve's HTTP port (HAProxy). 8265: the Ray dashboard (it can run jobs: publish it privately).
 # 8080: Ray's Prometheus metrics (Serve's ray_serve_* and ours), as on KubeRay's pods.
 EXPOSE 8000 8265 8080
 

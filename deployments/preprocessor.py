@@ -13,19 +13,18 @@ Limits come from the app builder at construction and may be changed live through
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
-from deployments import metrics
+from deployments.image_work import process_image
 from pipelines.analysis import image_info, probe
 from pipelines.annotate import annotate
 from pipelines.decode import open_image
 from pipelines.encode import FormatName
 from pipelines.limits import Limits
-from pipelines.pipeline import ProcessedImage, run_pipeline
+from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box
 from pipelines.spec import PipelineSpec, parse_pipeline
 
@@ -44,16 +43,9 @@ class Preprocessor:
             self.limits = Limits.model_validate({**self.limits.model_dump(), **config["limits"]})
 
     async def process(self, data: bytes, pipeline: PipelineSpec | dict[str, Any]) -> ProcessedImage:
-        spec = parse_pipeline(pipeline)
-        started = time.monotonic()
-        deadline = started + self.limits.pipeline_timeout_s
-        # Pillow releases the GIL while it decodes, resamples and encodes: a worker thread keeps
-        # the replica's event loop free for health checks and lets two requests overlap.
-        result = await asyncio.to_thread(run_pipeline, data, spec, self.limits, deadline=deadline)
-        ops = [step.op for step in spec.steps]
-        operation = ops[0] if len(ops) == 1 else ("pipeline" if ops else "encode")
-        metrics.observe(operation, time.monotonic() - started)
-        return result
+        # A worker thread keeps the replica's event loop free for health checks and lets two
+        # requests overlap (Pillow releases the GIL).
+        return await asyncio.to_thread(process_image, data, parse_pipeline(pipeline), self.limits)
 
     async def info(self, data: bytes) -> dict[str, Any]:
         return await asyncio.to_thread(image_info, data, self.limits)

@@ -67,6 +67,15 @@ class DeadlineExceeded(ServiceError):
     code = "deadline_exceeded"
 
 
+class Overloaded(ServiceError):
+    """More work is waiting than this replica takes on: shed now rather than queue without
+    bound; the client retries after `retry_after` seconds."""
+
+    status = 503
+    code = "overloaded"
+    retry_after = 1
+
+
 class ModelUnavailable(ServiceError):
     """A model could not be loaded (or is still loading); the rest of the service works."""
 

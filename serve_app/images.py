@@ -1,4 +1,5 @@
-"""What the routes do with images: read a source, run it through the Preprocessor, store.
+"""What the routes do with images: read a source, run its pipeline (inline or in the
+Preprocessor, as `deployments.image_work` decides), store.
 
 Blocking database and storage calls run in worker threads; a failure of either is a 503 for the
 client, never a 500, and a failed request leaves no row behind.
@@ -13,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ray.serve.handle import DeploymentHandle
 from sqlalchemy.exc import SQLAlchemyError
 
+from deployments.image_work import ImageWork
 from pipelines.errors import ServiceError
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
@@ -47,6 +48,17 @@ async def offload(what: str, fn: Callable[..., T], *args: Any) -> T:
         raise Unavailable(f"the {what} is unavailable; try again shortly") from None
 
 
+@dataclass
+class SourceImage:
+    """An image to process. Its sha256 (half of the cache key) is known before its bytes: for a
+    stored image it comes from the row, so a cache hit never reads the blob."""
+
+    sha256: str
+    image_id: str | None = None
+    data: bytes | None = None
+    record: ImageRecord | None = None
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A pipeline's result, its cache key (also its ETag) and whether the cache answered."""
@@ -59,13 +71,13 @@ class Outcome:
 class ImageService:
     def __init__(
         self,
-        preprocessor: DeploymentHandle[Any],
+        work: ImageWork,
         db: Database,
         store: BlobStore,
         limits: Limits,
         cache: ResultCache | None = None,
     ) -> None:
-        self.preprocessor = preprocessor
+        self.work = work
         self.db = db
         self.store = store
         self.limits = limits
@@ -85,30 +97,49 @@ class ImageService:
         record = await self.record(image_id)
         return record, await self.blob(record)
 
+    def uploaded(self, data: bytes) -> SourceImage:
+        check_upload_size(len(data), self.limits)
+        return SourceImage(sha256_hex(data), data=data)
+
+    async def stored(self, image_id: str) -> SourceImage:
+        record = await self.record(image_id)
+        return SourceImage(record.sha256, image_id=image_id, record=record)
+
+    async def data(self, source: SourceImage) -> bytes:
+        """The source's bytes, read from storage the first time they are needed."""
+        if source.data is None:
+            assert source.record is not None, "a SourceImage has bytes or a record"
+            source.data = await self.blob(source.record)
+        return source.data
+
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
-        check_upload_size(len(data), self.limits)  # cheap refusal before the hop
-        with call_span("Preprocessor", "process"):
-            result: ProcessedImage = await self.preprocessor.process.remote(data, spec)
-        return result
+        with call_span(self.work.where, "process"):
+            return await self.work.process(data, spec)
 
     async def process_cached(
-        self, data: bytes, spec: PipelineSpec, key: str | None = None
+        self, source: SourceImage | bytes, spec: PipelineSpec, key: str | None = None
     ) -> Outcome:
-        """`process`, answered from the result cache when it can be. The cache is an
-        optimisation: when the database or storage is down, the work is simply done."""
-        check_upload_size(len(data), self.limits)
-        key = key or cache_key(sha256_hex(data), spec)
+        """`process`, answered from the result cache when it can be: this replica's memory
+        first (no I/O), then the shared store. The cache is an optimisation: when the database
+        or storage is down, the work is simply done."""
+        if isinstance(source, bytes):
+            source = self.uploaded(source)
+        key = key or cache_key(source.sha256, spec)
         cache = self.cache
         if cache is not None and cache.enabled:
+            if (recent := cache.recent(key)) is not None:
+                return Outcome(recent, key, hit=True)
             try:
                 cached = await offload("result cache", cache.get, key)
             except Unavailable:
                 cached = None
             if cached is not None:
                 return Outcome(cached, key, hit=True)
-        result = await self.process(data, spec)
+        result = await self.process(await self.data(source), spec)
         if cache is not None and cache.enabled:
-            # Saved after the answer goes out; a repeat that arrives first just recomputes.
+            cache.remember(key, result)
+            # Stored after the answer goes out; a repeat that reaches another replica first
+            # just recomputes.
             saving = asyncio.create_task(self._cache_put(cache, key, result))
             self._saving.add(saving)
             saving.add_done_callback(self._saving.discard)
@@ -121,10 +152,8 @@ class ImageService:
             await offload("result cache", cache.put, key, result)
 
     async def info(self, data: bytes) -> dict[str, Any]:
-        check_upload_size(len(data), self.limits)
-        with call_span("Preprocessor", "info"):
-            info: dict[str, Any] = await self.preprocessor.info.remote(data)
-        return info
+        with call_span(self.work.where, "info"):
+            return await self.work.info(data)
 
     async def _save(self, data: bytes, record: ImageRecord) -> ImageRecord:
         """Blob first, then the row; undo the blob if the row cannot be written."""
@@ -140,9 +169,8 @@ class ImageService:
             raise
 
     async def upload(self, data: bytes) -> ImageRecord:
-        check_upload_size(len(data), self.limits)
-        with call_span("Preprocessor", "probe"):
-            meta: dict[str, Any] = await self.preprocessor.probe.remote(data)
+        with call_span(self.work.where, "probe"):
+            meta = await self.work.probe(data)
         sha = sha256_hex(data)
         fmt = str(meta["format"])
         record = ImageRecord(

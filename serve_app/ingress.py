@@ -79,7 +79,9 @@ class Ingress:
         runner: DeploymentHandle[Any],
     ) -> None:
         settings = get_settings()
-        images, ai = build_services(settings, preprocessor, detector, ocr, faces)
+        images, ai = build_services(
+            settings, preprocessor, detector, ocr, faces, inline=settings.processing.inline
+        )
         context.set_services(
             images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
         )

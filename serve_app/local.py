@@ -79,10 +79,13 @@ class Ports:
     agent_grpc: int = 0
     runtime_env_agent: int = 0
     metrics_export: int = 0
+    # HAProxy's own listeners (fast ingress only): Prometheus exporter and stats page.
+    haproxy_metrics: int = 9101
+    haproxy_stats: int = 8404
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(7)))
+        return cls(*(free_port() for _ in range(9)))
 
     def flags(self) -> list[str]:
         pairs = {
@@ -97,6 +100,27 @@ class Ports:
         return [f"{flag}={port}" for flag, port in pairs.items() if port]
 
 
+def fast_ingress_env(ports: Ports) -> dict[str, str]:
+    """Serve's fast HTTP path (bench/RESULTS.md measures it): HAProxy takes the HTTP port and
+    forwards to the ingress replicas, which serve HTTP themselves, instead of Serve's ProxyActor
+    relaying every request (and its body, in ASGI messages) to them over actor calls.
+    RAY_SERVE_THROUGHPUT_OPTIMIZED added nothing measurable on top of it here, buffers request
+    logs until 1000 lines, and breaks handles used from synchronous driver code that inherits
+    the environment: left off."""
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        # One HAProxy thread per core is plenty at this size; its default is 4.
+        "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, os.cpu_count() or 1)),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports.haproxy_metrics),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(ports.haproxy_stats),
+    }
+
+
+def fast_ingress_default() -> bool:
+    """On unless SERVE_FAST_INGRESS says 0/false (then Serve's default proxy)."""
+    return os.environ.get("SERVE_FAST_INGRESS", "1").lower() not in ("0", "false", "no", "off")
+
+
 @dataclass
 class LocalCluster:
     ports: Ports = field(default_factory=Ports)
@@ -104,13 +128,16 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     temp_dir: str | None = None
+    # HAProxy binds the HTTP port on every node: several nodes on one machine need it off.
+    fast_ingress: bool = field(default_factory=fast_ingress_default)
 
     @property
     def process_env(self) -> dict[str, str]:
         """Environment for `ray start` and the Ray CLIs: Ray's CLIs send the cluster token only
         when the mode says "token", so say it whenever a token will be required."""
         auth = {"RAY_AUTH_MODE": "token"} if _ray_token() else {}
-        return {**os.environ, **auth, **self.env}
+        fast = fast_ingress_env(self.ports) if self.fast_ingress else {}
+        return {**os.environ, **auth, **fast, **self.env}
 
     def connect(self) -> None:
         """Join this process to the cluster as a Ray driver (tests, benchmarks)."""
@@ -213,11 +240,23 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+            _kill_session(self.process.pid)
             self.process = None
             if self.temp_dir:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
         else:
             subprocess.run([_bin("ray"), "stop"], check=False)
+
+
+def _kill_session(sid: int) -> None:
+    """What outlived the process group: HAProxy runs in its own group (its parent's, a Ray
+    worker's) and does not die with the raylet, but it stays in the session."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def http_port(config: Path) -> int:

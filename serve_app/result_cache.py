@@ -6,12 +6,22 @@ result's ETag, and a client holding it gets 304 without any lookup. Entries live
 breaks a stored image's link. Limits: an entry older than `max_age_s` is a miss; `evict()` (run
 by the TaskRunner's sweeper) drops expired entries, then the least recently used past
 `max_bytes`, and deletes a blob once no row names it.
+
+In front of that sits a small in-process tier (`memory_bytes` per replica, LRU): a hot result
+is answered without a thread hop, a query or a blob read, which is what makes a hit cheap next to
+a ~10 ms thumbnail (bench/RESULTS.md). Results are pure functions of their key, so a copy in
+memory can never be stale, only old: it obeys `max_age_s` like a row. A memory hit does not
+touch the row's `last_used_at`; the shared LRU then ages a result that only one replica keeps
+hot, which costs at worst one recomputation elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -32,11 +42,62 @@ def cache_key(input_sha256: str, spec: PipelineSpec) -> str:
     return hashlib.sha256(f"{input_sha256}\n{spec.canonical_json()}".encode()).hexdigest()
 
 
+class MemoryTier:
+    """Recent results by key, least recently used dropped past `max_bytes`. Thread-safe: the
+    event loop reads it, worker threads fill it."""
+
+    def __init__(self, max_bytes: int, max_age_s: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._entries: OrderedDict[str, tuple[ProcessedImage, float]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> ProcessedImage | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            result, stored_at = found
+            if self.max_age_s and time.monotonic() - stored_at > self.max_age_s:
+                self._drop(key)
+                return None
+            self._entries.move_to_end(key)
+            return result
+
+    def put(self, key: str, result: ProcessedImage) -> None:
+        size = len(result.data)
+        if size > self.max_bytes // 4:  # one big result must not flush everything else
+            return
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            self._entries[key] = (result, time.monotonic())
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        result, _ = self._entries.pop(key)
+        self._bytes -= len(result.data)
+
+
 class ResultCache:
     def __init__(self, db: Database, store: BlobStore, settings: CacheSettings) -> None:
         self.db = db
         self.store = store
         self.settings = settings
+        self.memory = MemoryTier(settings.memory_bytes, settings.max_age_s)
+
+    def recent(self, key: str) -> ProcessedImage | None:
+        """The result if this replica holds it in memory: no I/O, safe on the event loop."""
+        if not self.enabled or self.settings.memory_bytes <= 0:
+            return None
+        return self.memory.get(key)
+
+    def remember(self, key: str, result: ProcessedImage) -> None:
+        if self.enabled and self.settings.memory_bytes > 0:
+            self.memory.put(key, result)
 
     @property
     def enabled(self) -> bool:
@@ -66,7 +127,7 @@ class ResultCache:
             data = self.store.get(entry.blob_key)
         except NotFound:  # evicted under our feet: a miss, not an error
             return None
-        return ProcessedImage(
+        found = ProcessedImage(
             data=data,
             format=entry.format,
             media_type=entry.media_type,
@@ -77,6 +138,8 @@ class ResultCache:
             source_height=entry.source_height,
             elapsed_ms=0.0,
         )
+        self.remember(key, found)
+        return found
 
     def put(self, key: str, result: ProcessedImage) -> None:
         """Blob first, then the row (a row never names a missing blob). Blocking."""

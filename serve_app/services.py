@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from deployments.image_work import ImageWork, InlineFirst, LocalImageWork, RemoteImageWork
 from serve_app.ai import AiService
 from serve_app.db import Database
 from serve_app.images import ImageService
@@ -22,12 +23,21 @@ def build_services(
     detector: DeploymentHandle[Any],
     ocr: DeploymentHandle[Any],
     faces: DeploymentHandle[Any],
+    *,
+    inline: bool = False,
 ) -> tuple[ImageService, AiService]:
+    """`inline`: image pipelines run in this process (PROCESSING_INLINE, for the ingress);
+    otherwise they go to the Preprocessor."""
     db = Database(settings.database_url)
     if settings.database.auto_migrate:
         db.migrate()
     store = BlobStore(settings.storage_url, s3_endpoint_url=settings.storage.s3_endpoint_url)
     limits = settings.limits.to_limits()
     cache = ResultCache(db, store, settings.cache)
-    images = ImageService(preprocessor, db, store, limits, cache)
+    remote = RemoteImageWork(preprocessor, limits)
+    work: ImageWork = remote
+    if inline:
+        local = LocalImageWork(limits, settings.processing.threads, settings.processing.max_queued)
+        work = InlineFirst(local, remote)
+    images = ImageService(work, db, store, limits, cache)
     return images, AiService(preprocessor, detector, ocr, faces, limits)

@@ -5,7 +5,9 @@ Groups and their variables:
             LIMITS_ALLOWED_FORMATS (JSON list), LIMITS_PIPELINE_TIMEOUT_S
 - storage:  STORAGE_URL (file://... or s3://bucket/prefix), S3_ENDPOINT_URL
 - database: DATABASE_URL (sqlite:///... or postgresql://...), DATABASE_AUTO_MIGRATE
-- cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES (the result cache)
+- processing: PROCESSING_INLINE, PROCESSING_THREADS, PROCESSING_MAX_QUEUED (where and how
+            many image pipelines the ingress runs)
+- cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES, CACHE_MEMORY_BYTES (the result cache)
 - security: APP_MODE (development | production), SECURITY_API_KEYS (JSON: name -> sha256 hash)
 - rate_limit: RATE_LIMIT_ENABLED, RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST, REDIS_URL,
             RATE_LIMIT_FAIL_OPEN
@@ -56,6 +58,21 @@ class DatabaseSettings(BaseSettings):
     auto_migrate: bool = Field(True, description="run the Alembic migrations at start")
 
 
+class ProcessingSettings(BaseSettings):
+    """Where the ingress runs image pipelines. Inline (the default) runs them in the ingress's
+    own process, on `threads` worker threads per replica: no hop to another replica, which
+    costs more CPU than a thumbnail (bench/RESULTS.md). False sends each to the Preprocessor
+    deployment, which then scales on its own."""
+
+    model_config = SettingsConfigDict(env_prefix="PROCESSING_", env_file=".env", extra="ignore")
+
+    inline: bool = True
+    threads: int = Field(2, ge=1, le=64, description="pipelines run at once per ingress replica")
+    max_queued: int = Field(
+        32, ge=0, le=4096, description="pipelines waiting per replica; past it: 503 overloaded"
+    )
+
+
 class CacheSettings(BaseSettings):
     """The result cache: processed images found again by sha256(input + canonical pipeline)."""
 
@@ -64,6 +81,9 @@ class CacheSettings(BaseSettings):
     enabled: bool = True
     max_age_s: int = Field(7 * 24 * 3600, ge=0, description="0: entries never expire")
     max_bytes: int = Field(1024**3, ge=0, description="evict least recently used past this")
+    memory_bytes: int = Field(
+        64 * 1024**2, ge=0, description="hot results kept in each replica's memory; 0: none"
+    )
 
 
 class SecuritySettings(BaseSettings):
@@ -161,6 +181,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings())
     models: ModelSettings = Field(default_factory=lambda: ModelSettings())
+    processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     tasks: TaskSettings = Field(default_factory=lambda: TaskSettings())
     security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())

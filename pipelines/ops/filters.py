@@ -23,6 +23,13 @@ FilterName = Literal["blur", "sharpen", "edge", "gaussian", "median", "emboss", 
 class FilterStep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @property
+    def holds_the_gil(self) -> bool:
+        """Pillow's rank (median) filter keeps the GIL for its whole run (seconds on a large
+        image), unlike the convolutions, which release it: a caller sharing its process with
+        an event loop should run it elsewhere."""
+        return self.name == "median"
+
     op: Literal["filter"] = "filter"
     name: FilterName
     radius: float = Field(2.0, gt=0, le=100, description="blur and gaussian")

@@ -28,7 +28,12 @@ from serve_app.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["image AI"])
 
-Ai = Annotated[AiService, Depends(context.ai_service)]
+
+async def _ai_service() -> AiService:
+    return context.ai_service()  # async: no worker-thread hop per request
+
+
+Ai = Annotated[AiService, Depends(_ai_service)]
 Annotate = Annotated[bool, Form(description="answer with the image, boxes drawn")]
 
 

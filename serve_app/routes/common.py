@@ -17,10 +17,9 @@ from pipelines.errors import InvalidParameter
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
-from serve_app.images import ImageService, Outcome
+from serve_app.images import ImageService, Outcome, SourceImage
 from serve_app.result_cache import cache_key
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
-from serve_app.storage import sha256_hex
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 
@@ -36,7 +35,9 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def images() -> ImageService:
+# Dependencies are async: FastAPI runs a plain `def` one in a worker thread, a hop that cost
+# about 0.4 ms of CPU per request under load (bench/RESULTS.md, where the time goes).
+async def images() -> ImageService:
     return context.image_service()
 
 
@@ -46,7 +47,7 @@ class ImageInput:
     image_id: str | None
 
 
-def image_input(
+async def image_input(
     file: UploadFile | None = File(None, description="the image; or give image_id"),
     image_id: str | None = Form(None, description="id of an uploaded image", max_length=64),
 ) -> ImageInput:
@@ -61,7 +62,7 @@ class OutputOptions:
     if_none_match: str | None = None
 
 
-def output_options(
+async def output_options(
     format: OutputFormat | None = Form(None, description="jpeg, png, webp, bmp or tiff"),
     quality: int | None = Form(None, ge=1, le=100, description="jpeg and webp"),
     store: bool = Form(False, description="keep the result and answer JSON with its id"),
@@ -77,16 +78,30 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return etag in tags or "*" in tags
 
 
-async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, str | None]:
-    """The image's bytes and, when it was uploaded earlier, its id."""
+def _one_source(source: ImageInput) -> None:
     if source.file is not None and source.image_id:
         raise InvalidParameter("give either file or image_id, not both", field="image_id")
+    if source.file is None and not source.image_id:
+        raise InvalidParameter("an image is required: send file or image_id", field="file")
+
+
+async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, str | None]:
+    """The image's bytes and, when it was uploaded earlier, its id."""
+    _one_source(source)
     if source.file is not None:
         return await source.file.read(), None
-    if source.image_id:
-        _, data = await service.load(source.image_id)
-        return data, source.image_id
-    raise InvalidParameter("an image is required: send file or image_id", field="file")
+    assert source.image_id
+    _, data = await service.load(source.image_id)
+    return data, source.image_id
+
+
+async def resolve_input(source: ImageInput, service: ImageService) -> SourceImage:
+    """The image to process; a stored one's bytes are read only if the cache cannot answer."""
+    _one_source(source)
+    if source.file is not None:
+        return service.uploaded(await source.file.read())
+    assert source.image_id
+    return await service.stored(source.image_id)
 
 
 def parse_json(text: str | bytes, field: str) -> Any:
@@ -140,33 +155,33 @@ async def run_steps(
     output: OutputOptions,
 ) -> Response:
     spec = PipelineSpec(steps=steps, format=output.format, quality=output.quality)
-    data, source_id = await read_input(source, service)
+    image = await resolve_input(source, service)
     return await run_spec(
-        service, data, source_id, spec, store=output.store, if_none_match=output.if_none_match
+        service, image, spec, store=output.store, if_none_match=output.if_none_match
     )
 
 
 async def run_spec(
     service: ImageService,
-    data: bytes,
-    source_id: str | None,
+    image: SourceImage,
     spec: PipelineSpec,
     *,
     store: bool,
     if_none_match: str | None = None,
 ) -> Response:
     """Run (or find in the cache) a pipeline. Its result's ETag is its cache key, known before
-    any work: a client that already holds it gets 304 at the cost of one hash."""
+    any work: a client that already holds it gets 304 at the cost of one hash (of the upload;
+    for a stored image, none)."""
     started = time.monotonic()
-    key = cache_key(sha256_hex(data), spec)
+    key = cache_key(image.sha256, spec)
     if not store and etag_matches(if_none_match, f'"{key}"'):
         headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
         return Response(status_code=304, headers=headers)
-    outcome = await service.process_cached(data, spec, key)
+    outcome = await service.process_cached(image, spec, key)
     result = outcome.result
     if not store:
         return image_response(result, outcome)
-    record = await service.store_result(result, spec, source_id)
+    record = await service.store_result(result, spec, image.image_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"
     return response

@@ -27,7 +27,7 @@ from serve_app.routes.common import (
     Source,
     build,
     parse_json,
-    read_input,
+    resolve_input,
     run_spec,
     run_steps,
 )
@@ -161,10 +161,8 @@ async def process(request: Request, service: Images) -> Response:
         except ValidationError as exc:
             raise invalid_parameter(exc) from None
         spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
-        _, data = await service.load(req.image_id)
-        return await run_spec(
-            service, data, req.image_id, spec, store=req.store, if_none_match=if_none_match
-        )
+        image = await service.stored(req.image_id)
+        return await run_spec(service, image, spec, store=req.store, if_none_match=if_none_match)
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
     try:
@@ -190,5 +188,5 @@ async def process(request: Request, service: Images) -> Response:
         image_id=image_id if isinstance(image_id, str) and image_id else None,
     )
     store = str(form.get("store", "false")).lower() in ("1", "true", "yes", "on")
-    data, source_id = await read_input(source, service)
-    return await run_spec(service, data, source_id, spec, store=store, if_none_match=if_none_match)
+    image = await resolve_input(source, service)
+    return await run_spec(service, image, spec, store=store, if_none_match=if_none_match)

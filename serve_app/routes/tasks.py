@@ -20,7 +20,13 @@ from serve_app.schemas import ERROR_RESPONSES, TaskOut
 from serve_app.tasks import TaskService
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
-Tasks = Annotated[TaskService, Depends(context.task_service)]
+
+
+async def _task_service() -> TaskService:
+    return context.task_service()  # async: no worker-thread hop per request
+
+
+Tasks = Annotated[TaskService, Depends(_task_service)]
 TaskId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 _BATCH_BODY: dict[str, Any] = {

@@ -296,10 +296,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
         ),
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+        # Image work one hop away, in the Preprocessor on the pool nodes (the layout for a
+        # cluster that scales image work on nodes of its own), not inline in the ingress.
+        "PROCESSING_INLINE": "false",
         **FAST_FAILURE_DETECTION,
     }
     # The head runs the GCS, the dashboard, the Serve controller and the proxy: no replicas.
-    head = LocalCluster(Ports.free(), num_cpus=0, env=env)
+    # Serve's own proxy: HAProxy would bind the HTTP port on every node of this one machine.
+    head = LocalCluster(Ports.free(), num_cpus=0, env=env, fast_ingress=False)
     cluster = MultiNodeCluster(head, root, env)
     head.start(block=True)
     try:

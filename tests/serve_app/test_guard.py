@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from deployments.face_detector import FaceDetector
+from deployments.image_work import LocalImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from serve_app import breakers, context
@@ -42,7 +43,7 @@ def serve_in_process(tmp_path: Path) -> Callable[[Guard], httpx.AsyncClient]:
     db.migrate()
     store = BlobStore(f"file://{tmp_path}/blobs")
     pre, faces = InProcessHandle(Preprocessor), InProcessHandle(FaceDetector)
-    images = ImageService(pre, db, store, Limits())  # type: ignore[arg-type]
+    images = ImageService(LocalImageWork(Limits(), threads=2), db, store, Limits())
     ai = AiService(pre, None, None, faces, Limits())  # type: ignore[arg-type]
     context.set_services(images, ai, TaskService(images, TaskStore(db), None, TaskSettings()))  # type: ignore[arg-type]
     breakers.reset_all()
@@ -188,7 +189,7 @@ async def test_tracing_spans_for_the_ingress_and_each_deployment_call(
     finally:
         tracing.configure(TracingSettings(enabled=False))
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    request, call = spans["POST /api/v1/resize"], spans["Preprocessor.process"]
+    request, call = spans["POST /api/v1/resize"], spans["inline.process"]  # run in the ingress
     assert call.parent is not None and call.parent.span_id == request.context.span_id
     assert request.attributes is not None and request.attributes["http.response.status_code"] == 200
     face_call = spans["FaceDetector.detect"]

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from deployments.image_work import RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
+from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.images import ImageService
-from serve_app.result_cache import ResultCache, cache_key
+from serve_app.result_cache import MemoryTier, ResultCache, cache_key
 from serve_app.settings import CacheSettings
 from serve_app.storage import sha256_hex
 from tests.conftest import encode, photo
@@ -26,7 +28,8 @@ def _service(backend: Backend, **cache: object) -> tuple[ImageService, InProcess
     handle = InProcessHandle(Preprocessor)
     settings = CacheSettings.model_validate(cache)
     result_cache = ResultCache(backend.db, backend.store, settings)
-    return ImageService(handle, backend.db, backend.store, Limits(), result_cache), handle  # type: ignore[arg-type]
+    work = RemoteImageWork(handle, Limits())  # type: ignore[arg-type]
+    return ImageService(work, backend.db, backend.store, Limits(), result_cache), handle
 
 
 async def _settle(service: ImageService) -> None:
@@ -87,3 +90,54 @@ async def test_a_dead_cache_store_still_answers(backend: Backend) -> None:
     await _settle(service)
     assert not outcome.hit and outcome.result.width == 64
     assert handle.calls["process"] == 1
+
+
+async def test_a_hot_result_is_answered_from_memory_without_the_database(
+    backend: Backend,
+) -> None:
+    service, handle = _service(backend)
+    data = encode(photo("coffee"), "JPEG")
+    first = await service.process_cached(data, SPEC)
+    assert service.cache is not None
+    service.cache.db = type(backend.db)("postgresql+psycopg://u@127.0.0.1:1/x?connect_timeout=1")
+    repeat = await service.process_cached(data, SPEC)  # before the store even settled
+    assert repeat.hit and repeat.result.data == first.result.data
+    assert handle.calls["process"] == 1
+    await _settle(service)  # the write-behind to the dead database fails quietly
+
+
+async def test_without_a_memory_tier_every_hit_goes_to_the_store(backend: Backend) -> None:
+    service, handle = _service(backend, memory_bytes=0)
+    data = encode(photo("chelsea"), "JPEG")
+    await service.process_cached(data, SPEC)
+    await _settle(service)
+    assert service.cache is not None and not service.cache.memory._entries
+    assert (await service.process_cached(data, SPEC)).hit
+    assert handle.calls["process"] == 1
+
+
+async def test_a_stored_image_is_not_read_when_the_cache_answers(backend: Backend) -> None:
+    service, handle = _service(backend)
+    record = await service.upload(encode(photo("astronaut"), "JPEG"))
+    first = await service.process_cached(await service.stored(record.id), SPEC)
+    await _settle(service)
+    backend.store.delete(record.blob_key)  # any read of the source would now fail
+    fresh, _ = _service(backend)  # another replica: nothing in its memory
+    for replica in (service, fresh):
+        again = await replica.process_cached(await replica.stored(record.id), SPEC)
+        assert again.hit and again.key == first.key
+        assert again.key == cache_key(record.sha256, SPEC)
+    assert handle.calls["process"] == 1
+
+
+def test_the_memory_tier_keeps_the_most_recently_used_within_its_bytes() -> None:
+    result = ProcessedImage(b"x" * 100, "jpeg", "image/jpeg", 1, 1, "jpeg", 1, 1, 0.0)
+    tier = MemoryTier(max_bytes=450, max_age_s=0)
+    for key in "abcd":
+        tier.put(key, result)
+    assert tier.get("a") is not None  # used: now the newest
+    tier.put("e", result)  # 500 bytes: the least recently used ("b") goes
+    assert tier.get("b") is None
+    assert all(tier.get(k) is not None for k in "acde")
+    tier.put("big", ProcessedImage(b"x" * 200, "jpeg", "image/jpeg", 1, 1, "jpeg", 1, 1, 0.0))
+    assert tier.get("big") is None  # over a quarter of the tier: not kept

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from deployments.face_detector import FaceDetector
+from deployments.image_work import RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from pipelines.tasks import TaskPipeline
@@ -41,7 +42,8 @@ def _worker(backend: Backend, **settings: Any) -> TaskWorker:
     pre = InProcessHandle(Preprocessor)
     faces = InProcessHandle(FaceDetector)
     images = ImageService(
-        pre, backend.db, backend.store, Limits(),  # type: ignore[arg-type]
+        RemoteImageWork(pre, Limits()),  # type: ignore[arg-type]
+        backend.db, backend.store, Limits(),
         ResultCache(backend.db, backend.store, CacheSettings()),
     )  # fmt: skip
     ai = AiService(pre, None, None, faces, Limits())  # type: ignore[arg-type]

@@ -1,0 +1,140 @@
+"""Where image pipelines run: in this process (`LocalImageWork`) or one hop away in the
+Preprocessor deployment (`RemoteImageWork`). Both answer the same three calls, so the ingress
+picks one at start (PROCESSING_INLINE) and its routes never know which.
+
+Inline is the default for the ingress (`InlineFirst`): a thumbnail is ~10 ms of Pillow work,
+and a handle hop to another replica costs more CPU than that (bench/RESULTS.md). Pipelines that
+would hold the GIL for seconds still take the hop. The Preprocessor stays for them, for handle
+callers from other apps, for the batch runner and for decoding for the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from ray.serve.handle import DeploymentHandle
+
+from deployments import metrics
+from pipelines.analysis import image_info, probe
+from pipelines.errors import Overloaded
+from pipelines.limits import Limits, check_upload_size
+from pipelines.ops.filters import FilterStep
+from pipelines.pipeline import ProcessedImage, run_pipeline
+from pipelines.spec import PipelineSpec
+
+
+def process_image(data: bytes, spec: PipelineSpec, limits: Limits) -> ProcessedImage:
+    """Run one pipeline under `limits` (its deadline included) and record its duration.
+    Blocking: Pillow releases the GIL while it decodes, resamples and encodes, so worker
+    threads overlap on several cores."""
+    started = time.monotonic()
+    result = run_pipeline(data, spec, limits, deadline=started + limits.pipeline_timeout_s)
+    ops = [step.op for step in spec.steps]
+    operation = ops[0] if len(ops) == 1 else ("pipeline" if ops else "encode")
+    metrics.observe(operation, time.monotonic() - started)
+    return result
+
+
+class ImageWork(Protocol):
+    """What the image routes need done to bytes; `where` names it in traces."""
+
+    where: str
+
+    async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage: ...
+
+    async def info(self, data: bytes) -> dict[str, Any]: ...
+
+    async def probe(self, data: bytes) -> dict[str, Any]: ...
+
+
+class LocalImageWork:
+    """Pipelines on a pool of `threads` worker threads in this process. The pool's size bounds
+    how many images are decoded at once here (memory), whatever the request concurrency; up to
+    `max_queued` more wait their turn, and past that a request is refused at once with 503
+    `overloaded` (as Serve's max_queued_requests does for a deployment behind a handle)."""
+
+    where = "inline"
+
+    def __init__(self, limits: Limits, threads: int, max_queued: int = 32) -> None:
+        self.limits = limits
+        self.capacity = threads + max_queued
+        self.pending = 0  # only touched on the event loop
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="image-work")
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        if self.pending >= self.capacity:
+            raise Overloaded("the image workers are at capacity; try again shortly")
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self.pending -= 1
+
+    async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
+        check_upload_size(len(data), self.limits)
+        result: ProcessedImage = await self._run(process_image, data, spec, self.limits)
+        return result
+
+    async def info(self, data: bytes) -> dict[str, Any]:
+        check_upload_size(len(data), self.limits)
+        info: dict[str, Any] = await self._run(image_info, data, self.limits)
+        return info
+
+    async def probe(self, data: bytes) -> dict[str, Any]:
+        check_upload_size(len(data), self.limits)
+        meta: dict[str, Any] = await self._run(probe, data, self.limits)
+        return meta
+
+
+def holds_the_gil(spec: PipelineSpec) -> bool:
+    return any(isinstance(step, FilterStep) and step.holds_the_gil for step in spec.steps)
+
+
+class InlineFirst:
+    """Pipelines in this process, except those with a step that holds the GIL for long (a
+    median filter): that one would stall this replica's event loop, so it goes to the
+    Preprocessor. Info and probe only decode: inline."""
+
+    where = "inline"
+
+    def __init__(self, local: LocalImageWork, remote: RemoteImageWork) -> None:
+        self.local = local
+        self.remote = remote
+
+    async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
+        work: ImageWork = self.remote if holds_the_gil(spec) else self.local
+        return await work.process(data, spec)
+
+    async def info(self, data: bytes) -> dict[str, Any]:
+        return await self.local.info(data)
+
+    async def probe(self, data: bytes) -> dict[str, Any]:
+        return await self.local.probe(data)
+
+
+class RemoteImageWork:
+    """The same calls, sent to the Preprocessor deployment through its handle."""
+
+    where = "Preprocessor"
+
+    def __init__(self, preprocessor: DeploymentHandle[Any], limits: Limits) -> None:
+        self.preprocessor = preprocessor
+        self.limits = limits
+
+    async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
+        check_upload_size(len(data), self.limits)  # cheap refusal before the hop
+        result: ProcessedImage = await self.preprocessor.process.remote(data, spec)
+        return result
+
+    async def info(self, data: bytes) -> dict[str, Any]:
+        check_upload_size(len(data), self.limits)
+        info: dict[str, Any] = await self.preprocessor.info.remote(data)
+        return info
+
+    async def probe(self, data: bytes) -> dict[str, Any]:
+        check_upload_size(len(data), self.limits)
+        meta: dict[str, Any] = await self.preprocessor.probe.remote(data)
+        return meta
