@@ -1,11 +1,15 @@
 """OcrReader: text in images with Tesseract or EasyOCR, chosen per request.
 
 user_config: default_engine (tesseract | easyocr), threads (torch CPU threads for EasyOCR).
+
+The default engine loads at start, the other on its first request (engine_slot.py): EasyOCR
+brings torch, most of an idle replica's memory, so a Tesseract replica never imports it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -23,29 +27,36 @@ from pipelines.spec import validated
 @serve.deployment(name="OcrReader", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=4)
 class OcrReader:
     def __init__(self, default_engine: OcrEngineName = "tesseract", threads: int = 1) -> None:
+        self.default_engine: OcrEngineName = default_engine
+        self.threads = threads
+        self.slots: dict[str, EngineSlot[Any]] = {
+            "tesseract": EngineSlot(
+                "Tesseract", TesseractEngine, lazy=default_engine != "tesseract"
+            ),
+            "easyocr": EngineSlot("EasyOCR", self._easyocr, lazy=default_engine != "easyocr"),
+        }
+
+    def _easyocr(self) -> EasyOcrEngine:
         import torch
 
-        self.default_engine: OcrEngineName = default_engine
-        torch.set_num_threads(threads)
-        gpu = torch.cuda.is_available()
-        self.slots: dict[str, EngineSlot[Any]] = {
-            "tesseract": EngineSlot("Tesseract", TesseractEngine),
-            "easyocr": EngineSlot("EasyOCR", lambda: EasyOcrEngine(gpu=gpu)),
-        }
+        # Ray sets OMP_NUM_THREADS from num_cpus (floor, at least 1); set ours before any run.
+        torch.set_num_threads(self.threads)
+        return EasyOcrEngine(gpu=torch.cuda.is_available())
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("default_engine"):
             self.default_engine = OcrParams(engine=config["default_engine"]).engine or "tesseract"
         if "threads" in config:
-            import torch
-
-            torch.set_num_threads(int(config["threads"]))
+            self.threads = int(config["threads"])
+            torch = sys.modules.get("torch")  # not imported yet: _easyocr applies it at load
+            if torch is not None:
+                torch.set_num_threads(self.threads)
 
     async def read(
         self, image: np.ndarray, params: OcrParams | dict[str, Any] | None = None
     ) -> OcrResult:
         checked = validated(OcrParams, params)
-        engine = self.slots[checked.engine or self.default_engine].get()
+        engine = await self.slots[checked.engine or self.default_engine].aget()
         started = time.monotonic()
         result: OcrResult = await asyncio.to_thread(engine.read, image, checked.lang)
         metrics.observe("ocr", time.monotonic() - started)
