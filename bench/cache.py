@@ -94,7 +94,7 @@ def measure(
             first: list[float] = []
             hits: list[float] = []
             not_modified: list[float] = []
-            wrong = 0
+            wrong = recomputed = 0
             inputs: list[Source] = stored if by_id else list(sources)
             for body in inputs:
                 ms, response = _post(session, url, body, job.fields, None)
@@ -103,8 +103,13 @@ def measure(
                 etag = response.headers.get("ETag")
                 for _ in range(repeats):
                     ms, response = _post(session, url, body, job.fields, None)
-                    wrong += response.status_code != 200 or response.headers.get("X-Cache") != "hit"
-                    hits.append(ms)
+                    wrong += response.status_code != 200
+                    # A repeat that reaches the other ingress replica before the first result
+                    # was stored is computed again: correct, and counted apart.
+                    if response.status_code == 200 and response.headers.get("X-Cache") != "hit":
+                        recomputed += 1
+                    else:
+                        hits.append(ms)
                 for _ in range(repeats):
                     ms, response = _post(session, url, body, job.fields, etag)
                     wrong += response.status_code != 304
@@ -117,6 +122,7 @@ def measure(
                 "if_none_match_304": _summary(not_modified),
                 "speedup_p50": round(float(miss["p50_ms"]) / float(hit["p50_ms"]), 2),
                 "unexpected_answers": wrong,
+                "repeats_recomputed": recomputed,
             }
     return out
 
