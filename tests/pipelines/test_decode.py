@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -15,26 +13,11 @@ from pipelines.decode import open_image
 from pipelines.errors import BadImage, TooLarge, UnsupportedFormat
 from pipelines.limits import DEFAULT_INPUT_FORMATS, Limits
 from tests.conftest import encode, mean_abs_diff, photo
+from tests.fixtures.hostile.catalogue import png_header_only
 
 LIMITS = Limits()
 ORIENTATION = 0x0112
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    body = kind + payload
-    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A valid-looking 8-bit greyscale PNG that declares width x height but holds ~no data."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + _png_chunk(b"IEND", b"")
-    )
 
 
 def jpeg_with_exif(img: Image.Image, orientation: int, **options: object) -> bytes:
