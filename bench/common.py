@@ -28,7 +28,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
+from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port, session_processes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Benchmarks 1-4 compare the work itself: the result cache is off (thumbor's result storage is
@@ -272,18 +272,9 @@ class BenchCluster:
 
 
 def cluster_processes(cluster: LocalCluster) -> list[psutil.Process]:
-    """Every process of the cluster: `ray start --block` leads its own session, and the GCS,
-    raylet, dashboard, proxies and replicas all run inside it."""
+    """Every process of the cluster (those of its `ray start --block` session)."""
     assert cluster.process is not None, "only clusters started with block=True"
-    sid = cluster.process.pid
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getsid(proc.pid) == sid:
-                found.append(proc)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return found
+    return session_processes(cluster.process.pid)
 
 
 def cluster_memory(cluster: LocalCluster, *, pss: bool = False) -> dict[str, int]:

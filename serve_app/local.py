@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -248,15 +249,23 @@ class LocalCluster:
             subprocess.run([_bin("ray"), "stop"], check=False)
 
 
+def session_processes(sid: int) -> list[psutil.Process]:
+    """Every live process in session `sid`. `ray start --block` leads its own session, and the
+    GCS, raylet, dashboard, HAProxy and replicas all run inside it."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(ProcessLookupError, PermissionError, psutil.Error):
+            if os.getsid(proc.pid) == sid:
+                found.append(proc)
+    return found
+
+
 def _kill_session(sid: int) -> None:
     """What outlived the process group: HAProxy runs in its own group (its parent's, a Ray
     worker's) and does not die with the raylet, but it stays in the session."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if os.getsid(int(entry.name)) == sid:
-                os.kill(int(entry.name), signal.SIGKILL)
+    for proc in session_processes(sid):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def http_port(config: Path) -> int:
