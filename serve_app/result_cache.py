@@ -67,7 +67,8 @@ class MemoryTier:
 
     def put(self, key: str, result: ProcessedImage) -> None:
         size = len(result.data)
-        if size > self.max_bytes // 4:  # one big result must not flush everything else
+        # Off at max_bytes 0; and one big result must not flush everything else.
+        if self.max_bytes <= 0 or size > self.max_bytes // 4:
             return
         with self._lock:
             if key in self._entries:
@@ -91,12 +92,10 @@ class ResultCache:
 
     def recent(self, key: str) -> ProcessedImage | None:
         """The result if this replica holds it in memory: no I/O, safe on the event loop."""
-        if not self.enabled or self.settings.memory_bytes <= 0:
-            return None
-        return self.memory.get(key)
+        return self.memory.get(key) if self.enabled else None
 
     def remember(self, key: str, result: ProcessedImage) -> None:
-        if self.enabled and self.settings.memory_bytes > 0:
+        if self.enabled:
             self.memory.put(key, result)
 
     @property
