@@ -3,21 +3,44 @@
 (Starlette's own RequestBodyLimitMiddleware answers in text/plain, which would break the one
 error shape every client parses; this is the same rule with our body.)
 
-A declared Content-Length over the limit is answered 413 at once, without reading a byte. A body
-without one (chunked) is counted as it streams in; past the limit the read stops and the
-response the app was about to send is replaced by the 413.
+A declared Content-Length over the limit is answered 413 without handing a byte to the app. A
+body without one (chunked) is counted as it streams in; past the limit the app's read stops and
+the response it was about to send is replaced by the 413.
+
+Before answering, the rest of the body is read and thrown away (at most `DRAIN_BYTES`, for at
+most `DRAIN_SECONDS`): most clients send the whole body before they read, and a server that
+closes on unread data makes the kernel reset the connection, which wipes the 413 from the
+client's buffer ("server disconnected without a response"). Bigger bodies get the 413 at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+
 
 class _BodyTooLarge(Exception):
     pass
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and discard what the client is still sending, within the drain budget."""
+    drained = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while drained <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 def _rejection(limit: int) -> bytes:
@@ -57,16 +80,20 @@ class BodyLimitMiddleware:
         limit = self._limit(scope)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
+            if int(declared) <= DRAIN_BYTES:
+                await _drain(receive)
             await self._reject(send, limit)
             return
         received = 0
         exceeded = started = False
+        more_body = True
 
         async def counting_receive() -> Message:
-            nonlocal received, exceeded
+            nonlocal received, exceeded, more_body
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                more_body = message.get("more_body", False)
                 if received > limit:
                     exceeded = True
                     raise _BodyTooLarge
@@ -81,4 +108,6 @@ class BodyLimitMiddleware:
         with contextlib.suppress(_BodyTooLarge):
             await self.app(scope, counting_receive, guarded_send)
         if exceeded and not started:
+            if more_body:
+                await _drain(receive)
             await self._reject(send, limit)
