@@ -43,6 +43,18 @@ async def _drain(receive: Receive) -> None:
                     return
 
 
+async def drain_refused(scope: Scope, receive: Receive) -> None:
+    """For an answer given before the app read the body (413, 401, 429): drain the body the
+    request declares, unless it is bigger than the budget."""
+    headers = dict(scope.get("headers", []))
+    declared = headers.get(b"content-length", b"")
+    if declared.isdigit():
+        if 0 < int(declared) <= DRAIN_BYTES:
+            await _drain(receive)
+    elif b"transfer-encoding" in headers:
+        await _drain(receive)
+
+
 def _rejection(limit: int) -> bytes:
     message = f"the request body is over the limit of {limit} bytes"
     return json.dumps(
@@ -80,8 +92,7 @@ class BodyLimitMiddleware:
         limit = self._limit(scope)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            if int(declared) <= DRAIN_BYTES:
-                await _drain(receive)
+            await drain_refused(scope, receive)
             await self._reject(send, limit)
             return
         received = 0

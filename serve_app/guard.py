@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.errors import ServiceError
 from serve_app import context, tracing
+from serve_app.body_limit import drain_refused
 from serve_app.errors import Forbidden, RateLimited, Unauthorized, retry_after
 from serve_app.metrics import record_rejection, record_request
 from serve_app.rate_limit import RateLimiter
@@ -64,9 +65,15 @@ class GuardMiddleware:
         self.app = app
 
     async def _refuse(
-        self, send: Send, scope: Scope, error: ServiceError, headers: dict[str, str]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: ServiceError,
+        headers: dict[str, str],
     ) -> None:
         record_rejection(error.code)
+        await drain_refused(scope, receive)  # else a client still uploading may never see this
         body = json.dumps({"error": error.to_dict()}).encode()
         if error.status == 503:
             headers = {**headers, "Retry-After": str(retry_after(error))}
@@ -114,12 +121,12 @@ class GuardMiddleware:
                 except _Limited as limited:
                     status = 429
                     await self._refuse(
-                        send, scope, RateLimited("too many requests"), limited.headers
+                        scope, receive, send, RateLimited("too many requests"), limited.headers
                     )
                     return
                 except ServiceError as refused:
                     status = refused.status
-                    await self._refuse(send, scope, refused, {})
+                    await self._refuse(scope, receive, send, refused, {})
                     return
             raw_extra = [(k.lower().encode(), v.encode()) for k, v in extra.items()]
 

@@ -10,9 +10,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Message
 
 from serve_app.body_limit import BodyLimitMiddleware
+from tests.serve_app.asgi_raw import call_raw
 
 LIMIT = 1000
 reads: list[int] = []
@@ -62,55 +62,32 @@ async def test_streamed_body_is_cut_off(client: httpx.AsyncClient) -> None:
 # --- the drain: what the client still sends is read and dropped, so it can read the 413 ---------
 
 
-async def call_raw(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, int]:
-    """Run the middleware on raw ASGI messages: (status sent, body messages it consumed)."""
-    messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
-        for i, chunk in enumerate(chunks)
-    ]
-    consumed = 0
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        nonlocal consumed
-        assert consumed < len(messages), "read past the end of the body: would hang on a socket"
-        consumed += 1
-        return messages[consumed - 1]
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
-    await app(scope, receive, send)
-    return sent[0]["status"], consumed
-
-
 async def test_declared_body_is_drained_before_the_413() -> None:
     chunks = [b"x" * 400] * 5
-    status, consumed = await call_raw([(b"content-length", b"2000")], chunks)
+    status, consumed = await call_raw(app, [(b"content-length", b"2000")], chunks)
     assert (status, consumed) == (413, len(chunks))
     assert reads == []
 
 
 async def test_streamed_body_is_drained_to_its_end() -> None:
     chunks = [b"x" * 300] * 10
-    assert await call_raw([], chunks) == (413, len(chunks))
+    assert await call_raw(app, [], chunks) == (413, len(chunks))
 
 
 async def test_body_ending_on_the_limit_is_not_read_past() -> None:
-    assert await call_raw([], [b"x" * 600, b"x" * 600]) == (413, 2)
+    assert await call_raw(app, [], [b"x" * 600, b"x" * 600]) == (413, 2)
 
 
 async def test_declared_body_beyond_the_drain_budget_is_refused_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("serve_app.body_limit.DRAIN_BYTES", 5000)
-    status, consumed = await call_raw([(b"content-length", b"6000")], [b"x" * 1000] * 6)
+    status, consumed = await call_raw(app, [(b"content-length", b"6000")], [b"x" * 1000] * 6)
     assert (status, consumed) == (413, 0)
 
 
 async def test_drain_budget_stops_an_endless_body(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("serve_app.body_limit.DRAIN_BYTES", 3000)
-    status, consumed = await call_raw([], [b"x" * 500] * 50)
+    status, consumed = await call_raw(app, [], [b"x" * 500] * 50)
     assert status == 413
     assert consumed < 20  # 1000 to pass the limit, then about 3000 drained

@@ -30,6 +30,7 @@ from serve_app.storage import BlobStore
 from serve_app.task_store import TaskStore
 from serve_app.tasks import TaskService
 from tests.conftest import OwnServer, encode, photo
+from tests.serve_app.asgi_raw import call_raw
 from tests.serve_app.inprocess import InProcessHandle
 
 JPEG = encode(photo("chelsea"), "JPEG")
@@ -84,6 +85,14 @@ async def test_keys_401_403_and_open_paths(serve_in_process: Client) -> None:
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
     assert right.status_code == 200
     assert live.status_code == 200 and page.status_code == 200
+
+
+async def test_refusal_drains_the_upload_first(serve_in_process: Client) -> None:
+    """A 401 on an upload the client is still sending must not be lost to a connection reset."""
+    serve_in_process(Guard(ApiKeys({"ci": hash_key("s3cret-key")}), None))
+    chunks = [b"x" * 1000] * 8
+    for headers in ([(b"content-length", b"8000")], [(b"transfer-encoding", b"chunked")]):
+        assert await call_raw(api, headers, chunks, "/api/v1/resize") == (401, len(chunks))
 
 
 async def test_rate_limit_in_process_gives_429_with_headers(serve_in_process: Client) -> None:
