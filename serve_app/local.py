@@ -110,6 +110,10 @@ def fast_ingress_env(ports: Ports) -> dict[str, str]:
     the environment: left off."""
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        # Serve logs (one JSON access line per request) go to its log files only, not a second
+        # time to each worker's stderr file: ~10% less ingress CPU per small request
+        # (a health check: 1.86 -> 1.6 ms). Replica print()/stderr then land in those files.
+        "RAY_SERVE_LOG_TO_STDERR": "0",
         # One HAProxy thread per core is plenty at this size; its default is 4.
         "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, os.cpu_count() or 1)),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports.haproxy_metrics),
