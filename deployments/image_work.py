@@ -43,6 +43,10 @@ class ImageWork(Protocol):
 
     where: str
 
+    def doer(self, spec: PipelineSpec) -> ImageWork:
+        """The ImageWork that will run `spec` (itself, or the one a dispatcher picks)."""
+        ...
+
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage: ...
 
     async def info(self, data: bytes) -> dict[str, Any]: ...
@@ -72,6 +76,9 @@ class LocalImageWork:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         finally:
             self.pending -= 1
+
+    def doer(self, spec: PipelineSpec) -> ImageWork:
+        return self
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)
@@ -104,9 +111,11 @@ class InlineFirst:
         self.local = local
         self.remote = remote
 
+    def doer(self, spec: PipelineSpec) -> ImageWork:
+        return self.remote if holds_the_gil(spec) else self.local
+
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
-        work: ImageWork = self.remote if holds_the_gil(spec) else self.local
-        return await work.process(data, spec)
+        return await self.doer(spec).process(data, spec)
 
     async def info(self, data: bytes) -> dict[str, Any]:
         return await self.local.info(data)
@@ -123,6 +132,9 @@ class RemoteImageWork:
     def __init__(self, preprocessor: DeploymentHandle[Any], limits: Limits) -> None:
         self.preprocessor = preprocessor
         self.limits = limits
+
+    def doer(self, spec: PipelineSpec) -> ImageWork:
+        return self
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)  # cheap refusal before the hop

@@ -113,8 +113,9 @@ class ImageService:
         return source.data
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
-        with call_span(self.work.where, "process"):
-            return await self.work.process(data, spec)
+        work = self.work.doer(spec)  # the span names where it runs: inline or Preprocessor
+        with call_span(work.where, "process"):
+            return await work.process(data, spec)
 
     async def process_cached(
         self, source: SourceImage | bytes, spec: PipelineSpec, key: str | None = None

@@ -41,12 +41,15 @@ async def test_past_its_queue_the_pool_sheds_at_once() -> None:
     assert (await work.process(JPEG, RESIZE)).width == 64  # room again once they finished
 
 
-@pytest.mark.parametrize(("spec", "remote_calls"), [(RESIZE, 0), (MEDIAN, 1)])
+@pytest.mark.parametrize(
+    ("spec", "remote_calls", "where"), [(RESIZE, 0, "inline"), (MEDIAN, 1, "Preprocessor")]
+)
 async def test_only_gil_holding_pipelines_take_the_hop(
-    spec: PipelineSpec, remote_calls: int
+    spec: PipelineSpec, remote_calls: int, where: str
 ) -> None:
     handle = InProcessHandle(Preprocessor)
     work = InlineFirst(LocalImageWork(Limits(), threads=1), RemoteImageWork(handle, Limits()))  # type: ignore[arg-type]
+    assert work.doer(spec).where == where  # what the trace span is named after
     result = await work.process(JPEG, spec)
     assert result.format == "jpeg"
     assert handle.calls["process"] == remote_calls
