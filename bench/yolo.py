@@ -3,7 +3,10 @@ speed and batching, says nothing of accuracy) at 640 px.
 
 Side by side in one run:
 - bare:     ultralytics' batched predict loop in one process (batches of 1, 4, 8; on a GPU 1, 8,
-            16, 32), torch on 2 threads: the ceiling is its best;
+            16, 32), torch on 2 threads, measured while the Ray cluster is up and idle (as in
+            the thumbnail benchmark): the ceiling is its best. The same loop before the cluster
+            starts is kept too (`bare_cluster_down`): the gap is what an idle cluster's
+            background work costs torch's two-thread OpenMP loops on 2 cores;
 - service:  the YoloDetector through a DeploymentHandle (arrays in: no HTTP, no decode) at
             concurrency 1, 8, 16 and 32, with dynamic batching on (max_batch_size=8; 16 on a
             GPU) and off (max_batch_size=1), changed live through user_config;
@@ -110,12 +113,13 @@ async def _load(
     }
 
 
-def _wait_batch_size(handle: Any, size: int) -> dict[str, Any]:
+def _wait_batch_size(handle: Any, size: int | None) -> dict[str, Any]:
+    """The replica's status once it is ready (and, given a size, batches up to it)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             status: dict[str, Any] = handle.status.remote().result(timeout_s=30)
-            if status["ready"] and status["max_batch_size"] == size:
+            if status["ready"] and size in (None, status["max_batch_size"]):
                 return status
         except Exception:  # noqa: BLE001 - a replica still starting; ask again
             pass
@@ -135,10 +139,8 @@ def run(seconds: float, concurrencies: list[int], device: str) -> dict[str, Any]
     }
     engine = YoloEngine(WEIGHTS, device="cuda:0" if gpu else "cpu", threads=None if gpu else 2)
     engine.warm_up(SIZE)
-    results["bare"] = [
-        bare(engine, images, b, seconds) for b in ((1, 8, 16, 32) if gpu else (1, 4, 8))
-    ]
-    del engine
+    batches = (1, 8, 16, 32) if gpu else (1, 4, 8)
+    results["bare_cluster_down"] = [bare(engine, images, b, seconds) for b in batches]
     on_size = 16 if gpu else 8
     # On a GPU the replica gets the whole device and waits longer for a batch to fill.
     actor = {"num_gpus": 1} if gpu else None
@@ -147,6 +149,9 @@ def run(seconds: float, concurrencies: list[int], device: str) -> dict[str, Any]
         bench.cluster.connect()
         try:
             handle = serve.get_deployment_handle("YoloDetector", app_name="image-service")
+            _wait_batch_size(handle, None)  # the cluster is up and idle: the bare loop's turn
+            results["bare"] = [bare(engine, images, b, seconds) for b in batches]
+            del engine
             for label, size in (("batching_on", on_size), ("batching_off", 1)):
                 bench.redeploy("YoloDetector", actor, max_batch_size=size, weights=WEIGHTS, **wait)
                 status = _wait_batch_size(handle, size)
