@@ -89,10 +89,12 @@ async def test_keys_401_403_and_open_paths(serve_in_process: Client) -> None:
 
 async def test_refusal_drains_the_upload_first(serve_in_process: Client) -> None:
     """A 401 on an upload the client is still sending must not be lost to a connection reset."""
-    serve_in_process(Guard(ApiKeys({"ci": hash_key("s3cret-key")}), None))
     chunks = [b"x" * 1000] * 8
-    for headers in ([(b"content-length", b"8000")], [(b"transfer-encoding", b"chunked")]):
-        assert await call_raw(api, headers, chunks, "/api/v1/resize") == (401, len(chunks))
+    # The client goes unused (the app is driven with raw ASGI messages); entering it installs
+    # the guard, and leaving it closes it.
+    async with serve_in_process(Guard(ApiKeys({"ci": hash_key("s3cret-key")}), None)):
+        for headers in ([(b"content-length", b"8000")], [(b"transfer-encoding", b"chunked")]):
+            assert await call_raw(api, headers, chunks, "/api/v1/resize") == (401, len(chunks))
 
 
 async def test_rate_limit_in_process_gives_429_with_headers(serve_in_process: Client) -> None:
