@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -30,6 +31,10 @@ from serve_app.tracing import call_span
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
+# Stored images' rows kept per replica. A row never changes and is never deleted (the blob is
+# content-addressed), so a kept one cannot go stale; a repeat on a stored image then needs no
+# query and no thread hop before the result cache is asked.
+RECORDS_KEPT = 4096
 
 
 async def offload(what: str, fn: Callable[..., T], *args: Any) -> T:
@@ -83,11 +88,18 @@ class ImageService:
         self.limits = limits
         self.cache = cache
         self._saving: set[asyncio.Task[None]] = set()
+        self._records: OrderedDict[str, ImageRecord] = OrderedDict()  # used on the event loop only
 
     async def record(self, image_id: str) -> ImageRecord:
+        if (kept := self._records.get(image_id)) is not None:
+            self._records.move_to_end(image_id)
+            return kept
         record = await offload("database", self.db.get_image, image_id)
         if record is None:
             raise NotFound(f"no image with id {image_id!r}", field="image_id")
+        self._records[image_id] = record
+        if len(self._records) > RECORDS_KEPT:
+            self._records.popitem(last=False)
         return record
 
     async def blob(self, record: ImageRecord) -> bytes:

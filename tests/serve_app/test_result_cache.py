@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from deployments.image_work import RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
+from serve_app.errors import NotFound
 from serve_app.images import ImageService
 from serve_app.result_cache import MemoryTier, ResultCache, cache_key
 from serve_app.settings import CacheSettings
@@ -128,6 +131,23 @@ async def test_a_stored_image_is_not_read_when_the_cache_answers(backend: Backen
         assert again.hit and again.key == first.key
         assert again.key == cache_key(record.sha256, SPEC)
     assert handle.calls["process"] == 1
+
+
+async def test_a_stored_images_row_is_queried_once_per_replica(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, _ = _service(backend)
+    record = await service.upload(encode(photo("coffee"), "JPEG"))
+    queried: list[str] = []
+    get_image = backend.db.get_image
+    monkeypatch.setattr(backend.db, "get_image", lambda i: queried.append(i) or get_image(i))
+    for _ in range(3):
+        assert (await service.stored(record.id)).sha256 == record.sha256
+    missing = "0" * 32
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            await service.stored(missing)
+    assert queried == [record.id, missing, missing]  # a miss is asked again: it may appear
 
 
 def test_the_memory_tier_keeps_the_most_recently_used_within_its_bytes() -> None:
