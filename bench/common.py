@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 import psutil
+import requests
 import yaml
 from PIL import Image
 from skimage import data as skdata
@@ -137,6 +138,25 @@ async def _drive(
     )
 
 
+def form_load(
+    url: str,
+    form: Callable[[int], aiohttp.FormData],
+    concurrency: int,
+    seconds: float = 8.0,
+    max_requests: int = MAX_REQUESTS,
+    timeout_s: float = 120.0,
+) -> LoadResult:
+    """POST form(i) for the i-th request; 200 is success."""
+    _local_only(url)
+
+    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+        async with session.post(url, data=form(i)) as response:
+            await response.read()
+            return response.status == 200
+
+    return asyncio.run(_drive(send, concurrency, seconds, max_requests, timeout_s))
+
+
 def http_load(
     url: str,
     bodies: list[bytes],
@@ -147,18 +167,47 @@ def http_load(
     timeout_s: float = 120.0,
 ) -> LoadResult:
     """POST multipart `file` (cycling through bodies) plus form fields; 200 is success."""
-    _local_only(url)
 
-    async def send(session: aiohttp.ClientSession, i: int) -> bool:
+    def upload(i: int) -> aiohttp.FormData:
         form = aiohttp.FormData()
         form.add_field("file", bodies[i % len(bodies)], filename="photo.jpg")
         for key, value in fields.items():
             form.add_field(key, value)
-        async with session.post(url, data=form) as response:
-            await response.read()
-            return response.status == 200
+        return form
 
-    return asyncio.run(_drive(send, concurrency, seconds, max_requests, timeout_s))
+    return form_load(url, upload, concurrency, seconds, max_requests, timeout_s)
+
+
+def stored_load(
+    url: str,
+    image_ids: list[str],
+    fields: dict[str, str],
+    concurrency: int,
+    seconds: float = 8.0,
+    max_requests: int = MAX_REQUESTS,
+) -> LoadResult:
+    """POST multipart form fields naming a stored image (`image_id`, cycling); 200 is
+    success."""
+
+    def named(i: int) -> aiohttp.FormData:
+        form = {**fields, "image_id": image_ids[i % len(image_ids)]}
+        return aiohttp.FormData(form, default_to_multipart=True)  # /process takes no other
+
+    return form_load(url, named, concurrency, seconds, max_requests)
+
+
+def upload_images(base_url: str, bodies: list[bytes]) -> list[str]:
+    """Store each body once through the service (`POST /api/v1/upload`): their ids."""
+    _local_only(base_url)
+    ids = []
+    with requests.Session() as session:
+        for body in bodies:
+            response = session.post(
+                base_url + "/api/v1/upload", files={"file": ("photo.jpg", body, "image/jpeg")}
+            )
+            response.raise_for_status()
+            ids.append(str(response.json()["id"]))
+    return ids
 
 
 def get_load(

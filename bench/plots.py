@@ -53,7 +53,8 @@ def thumbnail_plots() -> list[Path]:
             fig, ax = plt.subplots(figsize=(6.4, 4.2))
             _series(ax, entry.get("bare", []), "bare Pillow, one process (ceiling)")
             _series(ax, entry.get("thumbor", []), "thumbor")
-            _series(ax, entry.get("service", []), "this service (HTTP)")
+            _series(ax, entry.get("service", []), "this service (HTTP, upload)")
+            _series(ax, entry.get("service_stored", []), "this service (HTTP, stored image)")
             procs = entry.get("bare_processes", {}).get("per_s")
             if procs:
                 ax.axhline(procs, linestyle=":", color="grey", label="bare, 1 process per core")

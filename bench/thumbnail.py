@@ -15,11 +15,16 @@ Side by side in one run, at concurrency 1, 8 and 32:
             ceiling; plus, for reference and before the servers start, one process per core and
             our own `run_pipeline` on one core (what a replica computes);
 - thumbor:  over HTTP (bench/thumbor_peer.py: file loader, no storage, one process per core);
-- service:  over HTTP through Serve's proxy and the app as serve_config.yaml deploys it, with
-            the result cache off (CACHE_ENABLED=false; bench.cache measures the cache).
+- service:  over HTTP through HAProxy and the app as serve_config.yaml deploys it, with the
+            result cache off (CACHE_ENABLED=false; bench.cache measures the cache), the JPEG
+            uploaded in every request;
+- service, stored image: the same, the JPEGs uploaded once beforehand and named by `image_id`
+            (read from the service's storage, as thumbor reads them from disk: the like-for-like
+            row next to thumbor's file loader).
 Both servers are up throughout (each idle while the other is measured); every point is measured
-bare, thumbor, service in turn, the whole sequence twice, and each point keeps its faster round:
-on a machine shared with other work a burst of load then hits all three alike. The load client
+bare, thumbor, service, service with stored images in turn, the whole sequence twice, and each
+point keeps its faster round: on a machine shared with other work a burst of load then hits
+them all alike. The load client
 (aiohttp, one process) shares the machine with whichever server it measures.
 
     python -m bench.thumbnail                   # all three jobs (~5 min on 2 cores)
@@ -53,9 +58,11 @@ from bench.common import (
     http_load,
     machine,
     serve_cluster,
+    stored_load,
     thread_load,
     thumbnail_sources,
     timed_loop,
+    upload_images,
     write_json,
 )
 from pipelines.limits import Limits
@@ -209,9 +216,11 @@ def run(
             thumbor = stack.enter_context(thumbor_peer.thumbor_server(bodies))
             thumbor_info.update(version=thumbor.version, processes=thumbor.processes)
         bench = stack.enter_context(serve_cluster(service_env))
+        stored = upload_images(bench.base_url, bodies)
         for name in jobs:  # warm-up: replicas, connections, thumbor's workers
             job = JOBS[name]
             http_load(bench.base_url + job.route, bodies, job.fields, 8, seconds=2)
+            stored_load(bench.base_url + job.route, stored, job.fields, 8, seconds=1)
             if thumbor:
                 get_load(thumbor.urls(job.thumbor), 8, seconds=1)
         for _ in range(rounds):
@@ -227,6 +236,9 @@ def run(
                         )
                     raw.setdefault((name, "service", c), []).append(
                         http_load(bench.base_url + job.route, bodies, job.fields, c, seconds)
+                    )
+                    raw.setdefault((name, "service_stored", c), []).append(
+                        stored_load(bench.base_url + job.route, stored, job.fields, c, seconds)
                     )
     for (name, system, _c), runs in raw.items():
         out[name].setdefault(system, []).append(_best(runs))
