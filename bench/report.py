@@ -362,6 +362,26 @@ on this machine while it was quiet, so each line compares with the line before i
   one process, batch 1: 118 ms (mean of 3) -> 99 ms (2); cluster down 76 ms. In the YOLO run
   the cluster-up bare loop is now within noise of the cluster-down one, and batching on beat
   max_batch_size=1 at every concurrency (the c=1 gap above closed).
+- YOLO: requests wait for the model to be free before they join serve.batch. Its batcher
+  forms a batch every batch_wait_timeout_s whether or not the model can take it, so with one
+  batch at a time it had queued many small ones. Mean batch at 16 clients 2.39 -> 4.9 (32
+  clients: 2.52 -> 5.9); c=16 0.69x -> 0.83x the bare best; batching on over off at c=16
+  1.03x -> 1.19x (whole YOLO runs; the machine was ~2x slower for torch in the second).
+- Stored images' rows kept per replica (immutable, never deleted): a request naming an
+  `image_id` needs no query. Fit on stored images at c=8, two rounds each, same hour: 52.0 /
+  49.5 -> 61.6 / 60.1 req/s; CPU of the ingress, HAProxy and replicas per request 29.9 / 30.4
+  -> 25.5 / 24.9 ms (it had cost ~2 ms more than parsing an upload of the same JPEG).
+- Tried, not kept: Serve's access log off (`enable_access_log: false`; py-spy with `--gil`
+  put its formatting and file writes at ~12% of a trivial GET's ingress CPU). Interleaved A/B,
+  fit c=8: 58.1 / 56.8 req/s with it, 59.5 / 55.4 without: no difference beyond the noise, and
+  operators keep the log. (Without `--gil`, py-spy charged our request counter 9% of the
+  samples; that was time waiting for the GIL after Ray's metric call, not CPU.)
+
+This run's machine was slower for Python than the previous one's: a trivial GET through
+HAProxy and Serve took 5.3 ms at c=1 (2.5 ms then) and bare Pillow did 66 img/s on one thread
+(95-121 then). Every system slowed, the service most, as its fixed cost per request is Python;
+its ratios to thumbor fell with it (fit upload 0.92x -> 0.73x, fill 2.01x -> 1.20x), with no
+change to that request path in between.
 """
 
 
