@@ -178,22 +178,14 @@ def http_load(
     return form_load(url, upload, concurrency, seconds, max_requests, timeout_s)
 
 
-def stored_load(
-    url: str,
-    image_ids: list[str],
-    fields: dict[str, str],
-    concurrency: int,
-    seconds: float = 8.0,
-    max_requests: int = MAX_REQUESTS,
-) -> LoadResult:
-    """POST multipart form fields naming a stored image (`image_id`, cycling); 200 is
-    success."""
+def stored_forms(image_ids: list[str], fields: dict[str, str]) -> Callable[[int], aiohttp.FormData]:
+    """For form_load: multipart form fields naming a stored image (`image_id`, cycling)."""
 
     def named(i: int) -> aiohttp.FormData:
         form = {**fields, "image_id": image_ids[i % len(image_ids)]}
         return aiohttp.FormData(form, default_to_multipart=True)  # /process takes no other
 
-    return form_load(url, named, concurrency, seconds, max_requests)
+    return named
 
 
 def upload_images(base_url: str, bodies: list[bytes]) -> list[str]:

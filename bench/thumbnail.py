@@ -54,11 +54,12 @@ from bench.common import (
     NO_CACHE,
     LoadResult,
     finish,
+    form_load,
     get_load,
     http_load,
     machine,
     serve_cluster,
-    stored_load,
+    stored_forms,
     thread_load,
     thumbnail_sources,
     timed_loop,
@@ -216,11 +217,11 @@ def run(
             thumbor = stack.enter_context(thumbor_peer.thumbor_server(bodies))
             thumbor_info.update(version=thumbor.version, processes=thumbor.processes)
         bench = stack.enter_context(serve_cluster(service_env))
-        stored = upload_images(bench.base_url, bodies)
+        ids = upload_images(bench.base_url, bodies)
         for name in jobs:  # warm-up: replicas, connections, thumbor's workers
             job = JOBS[name]
             http_load(bench.base_url + job.route, bodies, job.fields, 8, seconds=2)
-            stored_load(bench.base_url + job.route, stored, job.fields, 8, seconds=1)
+            form_load(bench.base_url + job.route, stored_forms(ids, job.fields), 8, seconds=1)
             if thumbor:
                 get_load(thumbor.urls(job.thumbor), 8, seconds=1)
         for _ in range(rounds):
@@ -237,8 +238,9 @@ def run(
                     raw.setdefault((name, "service", c), []).append(
                         http_load(bench.base_url + job.route, bodies, job.fields, c, seconds)
                     )
+                    stored = stored_forms(ids, job.fields)
                     raw.setdefault((name, "service_stored", c), []).append(
-                        stored_load(bench.base_url + job.route, stored, job.fields, c, seconds)
+                        form_load(bench.base_url + job.route, stored, c, seconds)
                     )
     for (name, system, _c), runs in raw.items():
         out[name].setdefault(system, []).append(_best(runs))
