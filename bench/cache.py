@@ -28,7 +28,15 @@ import numpy as np
 import requests
 from PIL import Image
 
-from bench.common import _local_only, finish, machine, serve_cluster, thumbnail_sources, write_json
+from bench.common import (
+    _local_only,
+    finish,
+    machine,
+    serve_cluster,
+    thumbnail_sources,
+    upload_images,
+    write_json,
+)
 from bench.thumbnail import JOBS
 
 
@@ -59,14 +67,6 @@ def _post(
     return (time.perf_counter() - started) * 1000, response
 
 
-def _upload(session: requests.Session, base_url: str, body: bytes) -> str:
-    response = session.post(
-        base_url + "/api/v1/upload", files={"file": ("photo.jpg", body, "image/jpeg")}
-    )
-    response.raise_for_status()
-    return str(response.json()["id"])
-
-
 def _summary(values: list[float]) -> dict[str, float | int]:
     return {
         "n": len(values),
@@ -87,7 +87,7 @@ def measure(
     out: dict[str, Any] = {}
     with requests.Session() as session:
         _local_only(base_url)
-        stored: list[Source] = [_upload(session, base_url, body) for body in to_store]
+        stored: list[Source] = [*upload_images(base_url, to_store)]
         for name, job_name, by_id in CASES:
             job = JOBS[job_name]
             url = base_url + job.route
