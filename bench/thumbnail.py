@@ -24,10 +24,10 @@ Side by side in one run, at concurrency 1, 8 and 32:
 Both servers are up throughout (each idle while the other is measured); every point is measured
 bare, thumbor, service, service with stored images in turn, the whole sequence twice, and each
 point keeps its faster round: on a machine shared with other work a burst of load then hits
-them all alike. The load client
-(aiohttp, one process) shares the machine with whichever server it measures.
+them all alike. The load client (aiohttp, one process) shares the machine with whichever server
+it measures.
 
-    python -m bench.thumbnail                   # all three jobs (~5 min on 2 cores)
+    python -m bench.thumbnail                   # all three jobs (~7 min on 2 cores)
     python -m bench.thumbnail --quick           # a short smoke run (one round, 2 s a point)
     python -m bench.thumbnail --jobs pipeline3  # one job (bench.pipeline3 does this)
     python -m bench.thumbnail --env RAY_SERVE_THROUGHPUT_OPTIMIZED=1  # a service variant
