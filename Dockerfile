@@ -43,10 +43,10 @@ COPY --chown=ray:users serve_config.yaml ./
 ENV DATA_DIR=/home/ray/data
 RUN mkdir -p "$DATA_DIR"
 
-# Serve's fast HTTP path, as `make run` starts it (serve_app/local.py, fast_ingress_env; the
+# Serve's fast HTTP path, as `make run` starts it (serve_app/cli/local.py, fast_ingress_env; the
 # figures are in bench/RESULTS.md): HAProxy on the HTTP port in front of ingress replicas that
 # serve HTTP themselves. Ray reads it when its processes start, so it applies on KubeRay's
-# pods too. With it, serve_app/local.py's SERVE_ENV: Serve's logs go to its log files only
+# pods too. With it, serve_app/cli/local.py's SERVE_ENV: Serve's logs go to its log files only
 # (not also to each worker's stderr file), and its controller loops at 2 Hz instead of 10.
 ENV RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_LOG_TO_STDERR=0 RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5
 

@@ -39,11 +39,11 @@ install: system-deps $(STAMP)
 
 ## run: set up, start a local Ray, deploy serve_config.yaml, print the URLs
 run: install
-	$(BIN)/python -m serve_app.local up
+	$(BIN)/python -m serve_app.cli.local up
 
 ## stop: shut the app down and stop the local Ray
 stop:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m serve_app.local down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m serve_app.cli.local down; fi
 
 ## test: set up, then the whole test suite (it starts its own Ray cluster on free ports),
 ## then the task and cache tests again on PostgreSQL + S3 (a moto server the tests start)
@@ -95,7 +95,7 @@ reliability: install
 ## db-migrate: bring DATABASE_URL (default: the embedded SQLite) to the newest schema
 ## (the service also does this at start; REVISION=0001 goes up or down to that revision)
 db-migrate: install
-	$(BIN)/python -m serve_app.migrate $(REVISION)
+	$(BIN)/python -m serve_app.cli.migrate $(REVISION)
 
 ## kuberay-sync: regenerate kuberay/rayservice.yaml's serveConfigV2 from serve_config.yaml
 kuberay-sync: install

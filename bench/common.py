@@ -29,7 +29,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port, session_processes
+from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port, session_processes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Benchmarks 1-4 compare the work itself: the result cache is off (thumbor's result storage is

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from serve_app.local import free_port
+from serve_app.cli.local import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -44,7 +44,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
-from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
+from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "reliability.json"

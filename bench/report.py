@@ -330,7 +330,7 @@ What each change bought (fit 300x300 at concurrency 8 unless said; quick runs, 2
 on this machine while it was quiet, so each line compares with the line before it):
 - As it was (Serve's proxy -> Ingress -> Preprocessor handle): 53 req/s, c=1 p50 30.8 ms,
   bare 8.8 ms. py-spy: the image work was ~10 ms of CPU per request, the hops ~27 ms.
-- Image work inline in the ingress (deployments/image_work.py): 62 req/s, c=1 p50 23.9 ms.
+- Image work inline in the ingress (serve_app/services/image_work.py): 62 req/s, c=1 p50 23.9 ms.
 - HAProxy in front (RAY_SERVE_ENABLE_HA_PROXY: ingress replicas serve HTTP themselves, no
   ProxyActor relaying the body in ASGI messages): 102 req/s, c=1 p50 15.8 ms.
   RAY_SERVE_THROUGHPUT_OPTIMIZED on top: 102, no gain (and it buffers logs), left off.

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.local import free_port
+from serve_app.cli.local import free_port
 
 VENV = Path(__file__).resolve().parent / ".thumbor-venv"
 THUMBOR = VENV / "bin" / "thumbor"

@@ -13,20 +13,33 @@ Limits come from the app builder at construction and may be changed live through
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import numpy as np
 from ray import serve
 
-from deployments.image_work import process_image
+from deployments import metrics
 from pipelines.analysis import image_info, probe
 from pipelines.annotate import annotate
 from pipelines.decode import open_image
 from pipelines.encode import FormatName
 from pipelines.limits import Limits
-from pipelines.pipeline import ProcessedImage
+from pipelines.pipeline import ProcessedImage, run_pipeline
 from pipelines.results import Box
 from pipelines.spec import PipelineSpec, parse_pipeline
+
+
+def process_image(data: bytes, spec: PipelineSpec, limits: Limits) -> ProcessedImage:
+    """Run one pipeline under `limits` (its deadline included) and record its duration.
+    Blocking: Pillow releases the GIL while it decodes, resamples and encodes, so worker
+    threads overlap on several cores."""
+    started = time.monotonic()
+    result = run_pipeline(data, spec, limits, deadline=started + limits.pipeline_timeout_s)
+    ops = [step.op for step in spec.steps]
+    operation = ops[0] if len(ops) == 1 else ("pipeline" if ops else "encode")
+    metrics.observe(operation, time.monotonic() - started)
+    return result
 
 
 @serve.deployment(

@@ -9,8 +9,8 @@ from deployments.ocr_reader import OcrReader
 from deployments.preprocessor import Preprocessor
 from deployments.yolo_detector import YoloDetector
 from serve_app.ingress import Ingress
+from serve_app.services.task_runner import TaskRunner
 from serve_app.settings import get_settings
-from serve_app.task_runner import TaskRunner
 
 
 def build() -> Application:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from serve_app.ai import AiService
 from serve_app.errors import Unavailable
-from serve_app.images import ImageService
+from serve_app.services.ai import AiService
+from serve_app.services.images import ImageService
 
 if TYPE_CHECKING:
-    from serve_app.guard import Guard
-from serve_app.tasks import TaskService
+    from serve_app.guards.guard import Guard
+from serve_app.services.tasks import TaskService
 
 _image_service: ImageService | None = None
 _ai_service: AiService | None = None

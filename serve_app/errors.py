@@ -18,7 +18,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import ServiceError
-from serve_app.metrics import record_rejection
+from serve_app.observe.metrics import record_rejection
 
 log = logging.getLogger("ray.serve")
 

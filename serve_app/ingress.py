@@ -10,18 +10,19 @@ from fastapi.openapi.utils import get_openapi
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app import context, tracing
-from serve_app.body_limit import BodyLimitMiddleware
+from serve_app import context
 from serve_app.errors import install_error_handlers
-from serve_app.guard import Guard, GuardMiddleware
-from serve_app.rate_limit import RateLimiter
+from serve_app.guards.body_limit import BodyLimitMiddleware
+from serve_app.guards.guard import Guard, GuardMiddleware
+from serve_app.guards.rate_limit import RateLimiter
+from serve_app.observe import tracing
 from serve_app.routes import ai, health, images, metrics, operations, playground, tasks
 from serve_app.schemas import ProcessRequest
 from serve_app.security import ApiKeys
-from serve_app.services import build_services
+from serve_app.services.build import build_services
+from serve_app.services.tasks import TaskService
 from serve_app.settings import get_settings
-from serve_app.task_store import TaskStore
-from serve_app.tasks import TaskService
+from serve_app.store.task_store import TaskStore
 
 # Room for multipart boundaries and the other form fields around the file itself.
 MULTIPART_OVERHEAD = 64 * 1024

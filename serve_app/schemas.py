@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field, computed_field
 
 from pipelines.spec import PipelineSpec
-from serve_app.models import ImageRecord
-from serve_app.task_store import TaskView
+from serve_app.store.models import ImageRecord
+from serve_app.store.task_store import TaskView
 
 
 class ErrorDetail(BaseModel):

@@ -13,7 +13,6 @@ from pipelines.faces import FaceEngineName, FaceParams
 from pipelines.ocr import OcrEngineName, OcrParams
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from serve_app import context
-from serve_app.ai import AiService
 from serve_app.routes.common import (
     IMAGE_MEDIA_TYPES,
     Images,
@@ -25,6 +24,7 @@ from serve_app.routes.common import (
     read_input,
 )
 from serve_app.schemas import ERROR_RESPONSES
+from serve_app.services.ai import AiService
 
 router = APIRouter(prefix="/api/v1", tags=["image AI"])
 

@@ -17,9 +17,9 @@ from pipelines.errors import InvalidParameter
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
-from serve_app.images import ImageService, Outcome, SourceImage
-from serve_app.result_cache import cache_key
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
+from serve_app.services.images import ImageService, Outcome, SourceImage
+from serve_app.store.result_cache import cache_key
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 

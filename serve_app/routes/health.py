@@ -13,8 +13,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from serve_app import breakers, context
+from serve_app import context
 from serve_app.errors import RETRY_AFTER_S
+from serve_app.guards import breakers
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 3.0

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from serve_app.images import ImageService
 from serve_app.routes.common import ImageInput, image_input, images, read_input, stored_response
 from serve_app.schemas import ERROR_RESPONSES, ImageInfo, StoredImage
+from serve_app.services.images import ImageService
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 Service = Annotated[ImageService, Depends(images)]

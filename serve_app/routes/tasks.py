@@ -14,10 +14,10 @@ from pipelines.spec import invalid_parameter
 from pipelines.tasks import TaskPipeline
 from serve_app import context
 from serve_app.errors import BadRequest, UnsupportedMediaType
-from serve_app.guard import request_id
+from serve_app.guards.guard import request_id
 from serve_app.routes.common import parse_json
 from serve_app.schemas import ERROR_RESPONSES, TaskOut
-from serve_app.tasks import TaskService
+from serve_app.services.tasks import TaskService
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 

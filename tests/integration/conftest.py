@@ -22,7 +22,7 @@ import ray
 import yaml
 from sqlalchemy import Engine, create_engine, text
 
-from serve_app.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
+from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 from tests.conftest import FALL_MODEL, private_schema
 
 STACK = os.environ.get("TEST_STACK", "sqlite+local")

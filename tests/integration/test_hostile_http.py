@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipelines.decode import open_image
 from pipelines.limits import Limits
-from serve_app.local import dashboard_get
+from serve_app.cli.local import dashboard_get
 from tests.fixtures.hostile import CATALOGUE, Hostile
 from tests.integration.conftest import Service
 

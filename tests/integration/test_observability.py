@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.local import free_port
+from serve_app.cli.local import free_port
 from tests.conftest import encode, photo
 from tests.integration.conftest import Service
 

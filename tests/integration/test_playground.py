@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from serve_app.local import PROJECT_ROOT
+from serve_app.cli.local import PROJECT_ROOT
 from tests.conftest import ASTRONAUT_FACE, best_iou, decode, encode, normalised, photo, text_image
 from tests.integration.conftest import Service
 

@@ -37,7 +37,7 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.local import LocalCluster, Ports, _bin, dashboard_get, free_port
+from serve_app.cli.local import LocalCluster, Ports, _bin, dashboard_get, free_port
 from tests.conftest import encode, photo
 from tests.kuberay.conftest import REPO_ROOT
 

@@ -281,7 +281,7 @@ def test_dockerfile_installs_the_system_packages_and_packages() -> None:
 def test_dockerfile_runs_the_fast_ingress_that_make_run_starts() -> None:
     """The image (hence every KubeRay pod) sets the same Serve switches as `make run`; only the
     HAProxy ports, which `make run` picks per cluster, are left to their defaults."""
-    from serve_app.local import SERVE_ENV, Ports, fast_ingress_env
+    from serve_app.cli.local import SERVE_ENV, Ports, fast_ingress_env
 
     env: dict[str, str] = {}
     for keyword, rest in _dockerfile_instructions():

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from serve_app.db import Database
-from serve_app.storage import BlobStore
+from serve_app.store.db import Database
+from serve_app.store.storage import BlobStore
 from tests.conftest import private_schema
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serve_app.body_limit import BodyLimitMiddleware
+from serve_app.guards.body_limit import BodyLimitMiddleware
 from tests.serve_app.asgi_raw import call_raw
 
 LIMIT = 1000
@@ -81,13 +81,13 @@ async def test_body_ending_on_the_limit_is_not_read_past() -> None:
 async def test_declared_body_beyond_the_drain_budget_is_refused_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("serve_app.body_limit.DRAIN_BYTES", 5000)
+    monkeypatch.setattr("serve_app.guards.body_limit.DRAIN_BYTES", 5000)
     status, consumed = await call_raw(app, [(b"content-length", b"6000")], [b"x" * 1000] * 6)
     assert (status, consumed) == (413, 0)
 
 
 async def test_drain_budget_stops_an_endless_body(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("serve_app.body_limit.DRAIN_BYTES", 3000)
+    monkeypatch.setattr("serve_app.guards.body_limit.DRAIN_BYTES", 3000)
     status, consumed = await call_raw(app, [], [b"x" * 500] * 50)
     assert status == 413
     assert consumed < 20  # 1000 to pass the limit, then about 3000 drained

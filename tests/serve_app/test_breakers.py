@@ -12,12 +12,12 @@ from typing import Any
 import boto3
 import pytest
 
-from serve_app import breakers
-from serve_app.db import Database
 from serve_app.errors import Unavailable
-from serve_app.images import offload
+from serve_app.guards import breakers
+from serve_app.services.offload import offload
 from serve_app.settings import BreakerSettings
-from serve_app.storage import BlobStore
+from serve_app.store.db import Database
+from serve_app.store.storage import BlobStore
 from tests.conftest import OwnServer
 
 FAIL_MAX, RESET_S = 3, 1.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from serve_app.db import Database, ImageRecord, new_id
+from serve_app.store.db import Database, ImageRecord, new_id
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

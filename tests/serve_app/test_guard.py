@@ -14,21 +14,22 @@ import httpx
 import pytest
 
 from deployments.face_detector import FaceDetector
-from deployments.image_work import LocalImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
-from serve_app import breakers, context
-from serve_app.ai import AiService
-from serve_app.db import Database
-from serve_app.guard import Guard
-from serve_app.images import ImageService
+from serve_app import context
+from serve_app.guards import breakers
+from serve_app.guards.guard import Guard
+from serve_app.guards.rate_limit import RateLimiter
 from serve_app.ingress import api
-from serve_app.rate_limit import RateLimiter
 from serve_app.security import ApiKeys, hash_key
+from serve_app.services.ai import AiService
+from serve_app.services.image_work import LocalImageWork
+from serve_app.services.images import ImageService
+from serve_app.services.tasks import TaskService
 from serve_app.settings import RateLimitSettings, Settings, TaskSettings
-from serve_app.storage import BlobStore
-from serve_app.task_store import TaskStore
-from serve_app.tasks import TaskService
+from serve_app.store.db import Database
+from serve_app.store.storage import BlobStore
+from serve_app.store.task_store import TaskStore
 from tests.conftest import OwnServer, encode, photo
 from tests.serve_app.asgi_raw import call_raw
 from tests.serve_app.inprocess import InProcessHandle
@@ -184,7 +185,7 @@ async def test_tracing_spans_for_the_ingress_and_each_deployment_call(
 ) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from serve_app import tracing
+    from serve_app.observe import tracing
     from serve_app.settings import TracingSettings
 
     exporter = InMemorySpanExporter()

@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
-from deployments.image_work import InlineFirst, LocalImageWork, RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.errors import Overloaded
 from pipelines.limits import Limits
 from pipelines.spec import PipelineSpec
+from serve_app.services.image_work import InlineFirst, LocalImageWork, RemoteImageWork
 from tests.conftest import encode, photo
 from tests.serve_app.inprocess import InProcessHandle
 

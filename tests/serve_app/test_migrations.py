@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 
-from serve_app.db import Database
-from serve_app.models import Base
 from serve_app.settings import PROJECT_ROOT
+from serve_app.store.db import Database
+from serve_app.store.models import Base
 
 TABLES = {"images", "results", "tasks", "task_items", "alembic_version"}
 
@@ -74,7 +74,7 @@ def test_make_db_migrate_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli.db"
     env = {"DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
     run = subprocess.run(
-        [sys.executable, "-m", "serve_app.migrate"],
+        [sys.executable, "-m", "serve_app.cli.migrate"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

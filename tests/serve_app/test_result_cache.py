@@ -8,16 +8,16 @@ import time
 
 import pytest
 
-from deployments.image_work import RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.errors import NotFound
-from serve_app.images import ImageService
-from serve_app.result_cache import MemoryTier, ResultCache, cache_key
+from serve_app.services.image_work import RemoteImageWork
+from serve_app.services.images import ImageService
 from serve_app.settings import CacheSettings
-from serve_app.storage import sha256_hex
+from serve_app.store.result_cache import MemoryTier, ResultCache, cache_key
+from serve_app.store.storage import sha256_hex
 from tests.conftest import encode, photo
 from tests.serve_app.conftest import Backend
 from tests.serve_app.inprocess import InProcessHandle

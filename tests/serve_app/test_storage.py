@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from serve_app.errors import NotFound
-from serve_app.storage import BlobStore, sha256_hex
+from serve_app.store.storage import BlobStore, sha256_hex
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -74,7 +74,7 @@ def test_unreachable_s3_is_a_connection_error(monkeypatch: pytest.MonkeyPatch) -
     """Callers map OSError to 503; botocore's own errors must arrive as one."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    from serve_app.local import free_port
+    from serve_app.cli.local import free_port
 
     dead = BlobStore("s3://bucket/p", s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ConnectionError):

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from serve_app.errors import Conflict
-from serve_app.models import ImageRecord, new_id
-from serve_app.task_store import TaskStore, final_status
+from serve_app.store.models import ImageRecord, new_id
+from serve_app.store.task_store import TaskStore, final_status
 from tests.serve_app.conftest import Backend
 
 

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from deployments.face_detector import FaceDetector
-from deployments.image_work import RemoteImageWork
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from pipelines.tasks import TaskPipeline
-from serve_app.ai import AiService
-from serve_app.images import ImageService
-from serve_app.result_cache import ResultCache
+from serve_app.services.ai import AiService
+from serve_app.services.image_work import RemoteImageWork
+from serve_app.services.images import ImageService
+from serve_app.services.task_runner import TaskWorker
 from serve_app.settings import CacheSettings, TaskSettings
-from serve_app.task_runner import TaskWorker
-from serve_app.task_store import TaskStore
+from serve_app.store.result_cache import ResultCache
+from serve_app.store.task_store import TaskStore
 from tests.conftest import ASTRONAUT_FACE, best_iou, decode, encode, photo
 from tests.serve_app.conftest import Backend
 from tests.serve_app.inprocess import InProcessHandle

@@ -11,31 +11,18 @@ callers from other apps, for the batch runner and for decoding for the models.
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ray.serve.handle import DeploymentHandle
 
-from deployments import metrics
+from deployments.preprocessor import process_image
 from pipelines.analysis import image_info, probe
 from pipelines.errors import Overloaded
 from pipelines.limits import Limits, check_upload_size
 from pipelines.ops.filters import FilterStep
-from pipelines.pipeline import ProcessedImage, run_pipeline
+from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
-
-
-def process_image(data: bytes, spec: PipelineSpec, limits: Limits) -> ProcessedImage:
-    """Run one pipeline under `limits` (its deadline included) and record its duration.
-    Blocking: Pillow releases the GIL while it decodes, resamples and encodes, so worker
-    threads overlap on several cores."""
-    started = time.monotonic()
-    result = run_pipeline(data, spec, limits, deadline=started + limits.pipeline_timeout_s)
-    ops = [step.op for step in spec.steps]
-    operation = ops[0] if len(ops) == 1 else ("pipeline" if ops else "encode")
-    metrics.observe(operation, time.monotonic() - started)
-    return result
 
 
 class ImageWork(Protocol):

@@ -16,7 +16,7 @@ from pipelines.ocr import OcrParams
 from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from pipelines.tasks import AiStep, DetectFacesStep, DetectObjectsStep
-from serve_app.tracing import call_span
+from serve_app.observe.tracing import call_span
 
 
 class AiService:

@@ -1,17 +1,17 @@
 """`make db-migrate`: bring the configured database (DATABASE_URL, else the embedded SQLite) to
 the newest schema, or up or down to a given revision.
 
-    python -m serve_app.migrate            # upgrade to head
-    python -m serve_app.migrate 0001       # up or down to a revision
-    python -m serve_app.migrate --current  # print the revision the database is at
+    python -m serve_app.cli.migrate            # upgrade to head
+    python -m serve_app.cli.migrate 0001       # up or down to a revision
+    python -m serve_app.cli.migrate --current  # print the revision the database is at
 """
 
 from __future__ import annotations
 
 import argparse
 
-from serve_app.db import Database
 from serve_app.settings import get_settings
+from serve_app.store.db import Database
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
-from serve_app.db import Database
 from serve_app.errors import NotFound
-from serve_app.models import CachedResult, utcnow
 from serve_app.settings import CacheSettings
-from serve_app.storage import BlobStore, sha256_hex
+from serve_app.store.db import Database
+from serve_app.store.models import CachedResult, utcnow
+from serve_app.store.storage import BlobStore, sha256_hex
 
 log = logging.getLogger("ray.serve")
 

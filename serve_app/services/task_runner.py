@@ -1,7 +1,7 @@
 """TaskRunner: the deployment that runs batch tasks, in parallel across the other deployments.
 
 It lives in serve_app, not deployments/, because it is persistence-driven: every state change
-goes to the database first (serve_app/task_store.py), and the replica holds nothing a crash
+goes to the database first (serve_app/store/task_store.py), and the replica holds nothing a crash
 could lose. Serve does not retry a request whose replica died, so the ingress does not wait on
 the runner: it writes the task, answers 202, and nudges a runner with `submit()`. Any runner
 replica's sweeper also finds queued tasks and tasks whose runner stopped renewing its lease, and
@@ -32,13 +32,14 @@ from pipelines.errors import ServiceError
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
-from serve_app.ai import AiService
 from serve_app.errors import Unavailable
-from serve_app.images import ImageService, offload
-from serve_app.models import TaskItem, TaskRecord
-from serve_app.services import build_services
+from serve_app.services.ai import AiService
+from serve_app.services.build import build_services
+from serve_app.services.images import ImageService
+from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
-from serve_app.task_store import TaskStore
+from serve_app.store.models import TaskItem, TaskRecord
+from serve_app.store.task_store import TaskStore
 
 log = logging.getLogger("ray.serve")
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
-from deployments.image_work import ImageWork, InlineFirst, LocalImageWork, RemoteImageWork
-from serve_app.ai import AiService
-from serve_app.db import Database
-from serve_app.images import ImageService
-from serve_app.result_cache import ResultCache
+from serve_app.services.ai import AiService
+from serve_app.services.image_work import ImageWork, InlineFirst, LocalImageWork, RemoteImageWork
+from serve_app.services.images import ImageService
 from serve_app.settings import Settings
-from serve_app.storage import BlobStore
+from serve_app.store.db import Database
+from serve_app.store.result_cache import ResultCache
+from serve_app.store.storage import BlobStore
 
 
 def build_services(

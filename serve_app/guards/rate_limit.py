@@ -22,8 +22,8 @@ from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from serve_app.breakers import BreakerOpen, guarded
 from serve_app.errors import Unavailable
+from serve_app.guards.breakers import BreakerOpen, guarded
 from serve_app.settings import RateLimitSettings
 
 log = logging.getLogger("ray.serve")

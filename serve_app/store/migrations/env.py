@@ -1,12 +1,12 @@
 """Alembic environment: runs on the connection Database.migrate() hands over (under its lock),
-or on `sqlalchemy.url` when called as `alembic`-style commands by serve_app.migrate."""
+or on `sqlalchemy.url` when called as `alembic`-style commands by serve_app.cli.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from serve_app.models import Base
+from serve_app.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,4 +1,4 @@
-"""The tables. Their shape changes only through a migration in serve_app/migrations/versions.
+"""The tables. Their shape changes only through a migration in serve_app/store/migrations/versions.
 
 - images:      every stored image, uploads and stored results alike.
 - results:     the result cache, keyed by sha256(input bytes + canonical pipeline).

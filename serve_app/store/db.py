@@ -1,8 +1,8 @@
 """Metadata in SQL through SQLAlchemy: SQLite by default, PostgreSQL (psycopg 3) for real.
 
-The schema is owned by Alembic (serve_app/migrations); `Database.migrate()` brings a database to
-the newest revision and is safe to call from every replica at start: PostgreSQL serialises it
-with an advisory lock, SQLite with a file lock beside the database file.
+The schema is owned by Alembic (serve_app/store/migrations); `Database.migrate()` brings a
+database to the newest revision and is safe to call from every replica at start: PostgreSQL
+serialises it with an advisory lock, SQLite with a file lock beside the database file.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve_app.models import CachedResult, ImageRecord, new_id
+from serve_app.store.models import CachedResult, ImageRecord, new_id
 
 __all__ = ["Database", "ImageRecord", "alembic_config", "new_id"]
 

@@ -1,5 +1,5 @@
 """What the routes do with images: read a source, run its pipeline (inline or in the
-Preprocessor, as `deployments.image_work` decides), store.
+Preprocessor, as `serve_app.services.image_work` decides), store.
 
 Blocking database and storage calls run in worker threads; a failure of either is a 503 for the
 client, never a 500, and a failed request leaves no row behind.
@@ -11,23 +11,21 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from deployments.image_work import ImageWork
-from pipelines.errors import ServiceError
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
-from serve_app.breakers import BreakerOpen, guarded
-from serve_app.db import Database, ImageRecord, new_id
 from serve_app.errors import NotFound, Unavailable
-from serve_app.result_cache import ResultCache, cache_key
-from serve_app.storage import BlobStore, sha256_hex
-from serve_app.tracing import call_span
+from serve_app.observe.tracing import call_span
+from serve_app.services.image_work import ImageWork
+from serve_app.services.offload import offload
+from serve_app.store.db import Database, ImageRecord, new_id
+from serve_app.store.result_cache import ResultCache, cache_key
+from serve_app.store.storage import BlobStore, sha256_hex
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -35,22 +33,6 @@ T = TypeVar("T")
 # content-addressed), so a kept one cannot go stale; a repeat on a stored image then needs no
 # query and no thread hop before the result cache is asked.
 RECORDS_KEPT = 4096
-
-
-async def offload(what: str, fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking call to a dependency off the event loop, through its circuit breaker:
-    an outage becomes a 503, and while the breaker is open one that costs no waiting."""
-    try:
-        return await asyncio.to_thread(guarded, what, fn, *args)
-    except ServiceError:
-        raise
-    except BreakerOpen as exc:
-        raise Unavailable(
-            f"the {what} is unavailable; try again shortly", retry_after=exc.retry_after
-        ) from None
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        log.warning("%s unavailable: %r", what, exc)
-        raise Unavailable(f"the {what} is unavailable; try again shortly") from None
 
 
 @dataclass

@@ -20,11 +20,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipelines.errors import ServiceError
-from serve_app import context, tracing
-from serve_app.body_limit import drain_refused
+from serve_app import context
 from serve_app.errors import Forbidden, RateLimited, Unauthorized, retry_after
-from serve_app.metrics import record_rejection, record_request
-from serve_app.rate_limit import RateLimiter
+from serve_app.guards.body_limit import drain_refused
+from serve_app.guards.rate_limit import RateLimiter
+from serve_app.observe import tracing
+from serve_app.observe.metrics import record_rejection, record_request
 from serve_app.security import ApiKeys
 
 OPEN_PREFIXES = ("/health", "/api/v1/health", "/metrics", "/playground", "/docs", "/redoc")

@@ -1,7 +1,7 @@
 """Run the service on this machine: a local Ray head plus `serve deploy serve_config.yaml`.
 
-    python -m serve_app.local up     # start Ray if needed, deploy, wait, print the URLs
-    python -m serve_app.local down   # shut the app down and stop Ray
+    python -m serve_app.cli.local up     # start Ray if needed, deploy, wait, print the URLs
+    python -m serve_app.cli.local down   # shut the app down and stop Ray
 
 `make run` and `make stop` call these; the test suite starts its own cluster through the same
 functions on free ports, so what the tests exercise is what a user runs.
@@ -29,7 +29,8 @@ from typing import Any
 import psutil
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 DEFAULT_CONFIG = PROJECT_ROOT / "serve_config.yaml"
 
 
@@ -288,7 +289,7 @@ def http_port(config: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serve_app.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m serve_app.cli.local", description=__doc__)
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--ray-port", type=int, default=int(os.environ.get("RAY_PORT", 6380)))

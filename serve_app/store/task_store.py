@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from serve_app.db import Database
 from serve_app.errors import Conflict
-from serve_app.models import TaskItem, TaskRecord, utcnow
+from serve_app.store.db import Database
+from serve_app.store.models import TaskItem, TaskRecord, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "partially_failed", "cancelled"})
 UNFINISHED_ITEM = ("queued", "running")

@@ -16,11 +16,12 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.errors import InvalidParameter
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Conflict, NotFound
-from serve_app.images import ImageService, offload
-from serve_app.models import TaskRecord
+from serve_app.services.images import ImageService
+from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings
-from serve_app.storage import sha256_hex
-from serve_app.task_store import TERMINAL, TaskStore, TaskView
+from serve_app.store.models import TaskRecord
+from serve_app.store.storage import sha256_hex
+from serve_app.store.task_store import TERMINAL, TaskStore, TaskView
 
 log = logging.getLogger("ray.serve")
 

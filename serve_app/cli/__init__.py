@@ -1,0 +1,1 @@
+"""Command-line entry points: the local cluster launcher and the migration runner."""

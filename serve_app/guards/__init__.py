@@ -1,0 +1,2 @@
+"""What stands between a request and the work: API keys, rate limits, body limits, circuit
+breakers."""
