@@ -521,7 +521,8 @@ def _plan(url: ThumborUrl) -> UrlPlan:
     if url.crop is not None:
         left, top, right, bottom = url.crop
         if right > left and bottom > top:  # thumbor ignores an empty box
-            steps.append(CropStep(x=left, y=top, width=right - left, height=bottom - top))
+            box = {"x": left, "y": top, "width": right - left, "height": bottom - top}
+            steps.append(CropStep(**box, outside="ignore"))
     if url.trim is not None:
         steps.append(TrimStep(reference=url.trim[0], tolerance=url.trim[1]))
     thumbnail = _thumbnail(url, build.thumbnail)

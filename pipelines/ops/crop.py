@@ -36,6 +36,9 @@ class CropStep(BaseModel):
     gravity: Gravity = "center"
     width: int | None = Field(None, ge=1, le=1_000_000)
     height: int | None = Field(None, ge=1, le=1_000_000, validate_default=True)
+    outside: Literal["error", "ignore"] = Field(
+        "error", description="a box starting outside the image: refused, or no crop (thumbor's)"
+    )
 
     @field_validator("aspect")
     @classmethod
@@ -74,6 +77,8 @@ def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:
         box = (left, top, left + w, top + h)
     else:
         assert step.width is not None and step.height is not None
+        if (step.x >= src_w or step.y >= src_h) and step.outside == "ignore":
+            return (0, 0, src_w, src_h)
         if step.x >= src_w or step.y >= src_h:
             raise InvalidParameter(
                 f"the crop box starts outside the {src_w}x{src_h} image",

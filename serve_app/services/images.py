@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +34,10 @@ T = TypeVar("T")
 # content-addressed), so a kept one cannot go stale; a repeat on a stored image then needs no
 # query and no thread hop before the result cache is asked.
 RECORDS_KEPT = 4096
+# Last-moment preparation of a pipeline that missed the cache, given the source's bytes: the
+# spec to run, and whether its result may be kept (the URL API's smart detection, which falls
+# back when a detector is down and must not keep that fallback).
+Prepare = Callable[[bytes, PipelineSpec], Awaitable[tuple[PipelineSpec, bool]]]
 
 
 @dataclass
@@ -112,11 +117,16 @@ class ImageService:
             return await work.process(data, spec)
 
     async def process_cached(
-        self, source: SourceImage | bytes, spec: PipelineSpec, key: str | None = None
+        self,
+        source: SourceImage | bytes,
+        spec: PipelineSpec,
+        key: str | None = None,
+        *,
+        prepare: Prepare | None = None,
     ) -> Outcome:
         """`process`, answered from the result cache when it can be: this replica's memory
         first (no I/O), then the shared store. The cache is an optimisation: when the database
-        or storage is down, the work is simply done."""
+        or storage is down, the work is simply done. `prepare` runs on a miss only."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
         key = key or cache_key(source.sha256, spec)
@@ -130,8 +140,12 @@ class ImageService:
                 cached = None
             if cached is not None:
                 return Outcome(cached, key, hit=True)
-        result = await self.process(await self.data(source), spec)
-        if cache is not None and cache.enabled:
+        data = await self.data(source)
+        keep = True
+        if prepare is not None:
+            spec, keep = await prepare(data, spec)
+        result = await self.process(data, spec)
+        if keep and cache is not None and cache.enabled:
             cache.remember(key, result)
             # Stored after the answer goes out; a repeat that reaches another replica first
             # just recomputes.
