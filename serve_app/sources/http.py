@@ -94,9 +94,16 @@ class _CheckedResolver(AbstractResolver):
 
 
 class HttpLoader:
-    def __init__(self, settings: SourceSettings, resolve: Resolve | None = None) -> None:
+    def __init__(
+        self,
+        settings: SourceSettings,
+        resolve: Resolve | None = None,
+        policy: AddressPolicy | None = None,
+    ) -> None:
         self.settings = settings
-        self.policy = AddressPolicy(settings.http_allow_loopback, settings.http_allow_private)
+        self.policy = policy or AddressPolicy(
+            settings.http_allow_loopback, settings.http_allow_private
+        )
         self.resolve = resolve or system_resolve
         self._session: aiohttp.ClientSession | None = None
 
@@ -165,7 +172,7 @@ class HttpLoader:
                         url = urljoin(target, response.headers["Location"])
                         continue
                     return await self._body(response)
-            except aiohttp.ServerTimeoutError:
+            except (aiohttp.ServerTimeoutError, TimeoutError):
                 raise SourceTimeout("the source did not answer in time") from None
             except (aiohttp.ClientError, OSError) as exc:
                 cause = exc.__cause__ or exc.__context__

@@ -21,6 +21,7 @@ from serve_app.observe.metrics import record_source_fetch
 from serve_app.services.images import ImageService, SourceImage
 from serve_app.services.offload import offload
 from serve_app.settings import SourceSettings
+from serve_app.sources.addresses import AddressPolicy
 from serve_app.sources.cache import Fetched, SourceCache
 from serve_app.sources.errors import SourceNotFound, SourceRefused, SourceTimeout
 from serve_app.sources.http import HttpLoader, Resolve
@@ -51,13 +52,14 @@ class Sources:
         images: ImageService,
         *,
         resolve: Resolve | None = None,
+        policy: AddressPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.images = images
         self.store = SourceStore(
             store_url, s3_endpoint_url=settings.s3_endpoint_url, max_bytes=settings.max_bytes
         )
-        self.http = HttpLoader(settings, resolve) if settings.http_enabled else None
+        self.http = HttpLoader(settings, resolve, policy) if settings.http_enabled else None
         self.cache = SourceCache(settings.cache_ttl_s, settings.cache_bytes)
 
     async def load(self, image: str) -> SourceImage:

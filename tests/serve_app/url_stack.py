@@ -27,6 +27,7 @@ from serve_app.services.tasks import TaskService
 from serve_app.services.urls import UrlService
 from serve_app.settings import Settings, SourceSettings, TaskSettings, UrlSettings
 from serve_app.sources import Sources
+from serve_app.sources.addresses import AddressPolicy
 from serve_app.sources.http import Resolve
 from serve_app.store.db import Database
 from serve_app.store.result_cache import ResultCache
@@ -71,6 +72,7 @@ async def url_stack(
     source: dict[str, Any] | None = None,
     guard: Guard | None = None,
     resolve: Resolve | None = None,
+    policy: AddressPolicy | None = None,
     detector: Any = None,
     cache: bool = False,
     limits: Limits | None = None,
@@ -92,7 +94,7 @@ async def url_stack(
     detector = detector if detector is not None else NoDetector()
     ai = AiService(pre, detector, None, faces, limits)  # type: ignore[arg-type]
     context.set_services(images, ai, TaskService(images, TaskStore(db), None, TaskSettings()))  # type: ignore[arg-type]
-    srcs = Sources(settings.source, settings.source_url, images, resolve=resolve)
+    srcs = Sources(settings.source, settings.source_url, images, resolve=resolve, policy=policy)
     service = UrlService(images, ai, srcs, settings)
     context.set_url_service(service)
     context.set_guard(guard or Guard(ApiKeys({}), None))
