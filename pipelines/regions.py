@@ -79,15 +79,10 @@ def crop(regions: Regions, box: tuple[float, float, float, float]) -> Regions:
     left, top, right, bottom = box
     out = []
     for r in regions:
-        moved = _rebuilt(
-            r,
-            max(r.x1, left) - left,
-            max(r.y1, top) - top,
-            min(r.x2, right) - left,
-            min(r.y2, bottom) - top,
-        )
-        if moved is not None:
-            out.append(moved)
+        x1, y1 = max(r.x1, left) - left, max(r.y1, top) - top
+        x2, y2 = min(r.x2, right) - left, min(r.y2, bottom) - top
+        if x2 > x1 and y2 > y1:  # anything left inside the window
+            out.append(r.model_copy(update={"x1": x1, "y1": y1, "x2": x2, "y2": y2}))
     return tuple(out)
 
 
