@@ -109,6 +109,8 @@ class UrlService:
         spec, digest = await self._with_assets(spec, source)
         if plan.meta:
             data = await self.images.data(source)
+            if spec.detect:  # meta shows the focal points smart would aim at
+                spec, _ = await self.focus(data, spec)
             limits = self.images.limits
             meta = await asyncio.to_thread(describe, data, spec, limits, plan.image)
             return JSONResponse(meta, headers={"Cache-Control": "no-store"})

@@ -123,6 +123,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         "TASKS_SWEEP_INTERVAL_S": "0.5",
         # Replicas report metrics to the node's agent every second, not every ten.
         "RAY_metrics_report_interval_ms": "1000",
+        # The URL API's HTTP loader on (loopback refused, as by default): its refusals are
+        # tested without a byte leaving the machine.
+        "SOURCE_HTTP_ENABLED": "true",
         **stack.env,
     }
     if stack.name == "sqlite+local":

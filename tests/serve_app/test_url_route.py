@@ -17,7 +17,7 @@ from serve_app.guards.rate_limit import RateLimiter
 from serve_app.security import ApiKeys, hash_key
 from serve_app.settings import RateLimitSettings
 from serve_app.urls import sign_url
-from tests.conftest import decode, encode, photo
+from tests.conftest import ASTRONAUT_FACE, best_iou, decode, encode, photo
 from tests.serve_app.url_stack import KEY, url_stack
 
 JPEG = encode(photo("coffee"), "JPEG", quality=90)  # 600x400
@@ -279,6 +279,8 @@ async def test_smart_aims_at_the_face(tmp_path: Path) -> None:
     assert smart.headers["cache-control"] == "public, max-age=86400"
     assert smart.content != plain.content
     assert meta.status_code == 200
+    (face,) = [p for p in meta.json()["thumbor"]["focal_points"] if p["label"] == "face"]
+    assert best_iou(ASTRONAUT_FACE, [{"box": face}]) > 0.5  # in source pixels
 
 
 async def test_smart_without_a_face_and_yolo_down_is_not_kept(tmp_path: Path) -> None:
