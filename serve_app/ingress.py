@@ -43,8 +43,8 @@ api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.include_router(playground.router)
 api.include_router(metrics.router)
-# Last: the URL API answers GET/HEAD paths no route above took (/{signature|unsafe}/...).
-api.router.routes.append(urls.route)
+# First: the URL API (/{signature|unsafe}/...) claims only paths no other route can have.
+api.router.routes.insert(0, urls.route)
 api.add_middleware(
     BodyLimitMiddleware,
     max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,

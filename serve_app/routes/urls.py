@@ -1,9 +1,12 @@
 """GET (and HEAD) /{signature|unsafe}/...: the thumbor-compatible URL API, served at the root
 as thumbor serves it (serve_app/services/urls.py does the work).
 
-A plain Starlette route, added after every other route so it never shadows one: only GET and
-HEAD requests no other route matched reach it, other methods on unknown paths still get 404
-(not 405), and it takes no multipart parsing, no form validation and no dependency solving.
+A plain Starlette route, first in the router, that claims only GET and HEAD requests whose
+path looks like an image URL (first segment `unsafe` or a 28-character signature, never one
+of the service's own prefixes): every other request goes on to the other routes untouched,
+without paying for this one's match, and this one skips ~30 route matches (FastAPI's, ~0.7 ms
+a request under load). Other methods on these paths get 404, not 405. No multipart parsing,
+no form validation, no dependency solving.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from serve_app import context
+from serve_app.guards.signature import looks_like_image_url
 
 METHODS = ("GET", "HEAD")
 
@@ -24,9 +28,13 @@ async def image_by_url(request: Request) -> Response:
 
 class ImageUrlRoute(Route):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or scope.get("method") not in METHODS:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in METHODS
+            or not looks_like_image_url(scope.get("path", ""))
+        ):
             return Match.NONE, {}
-        return super().matches(scope)
+        return Match.FULL, {"endpoint": self.endpoint, "path_params": {}}
 
 
-route = ImageUrlRoute("/{path:path}", image_by_url, methods=list(METHODS), include_in_schema=False)
+route = ImageUrlRoute("/{signature}/{rest:path}", image_by_url, methods=list(METHODS))

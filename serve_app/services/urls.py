@@ -27,8 +27,8 @@ from pipelines.describe import describe
 from pipelines.errors import ServiceError
 from pipelines.spec import PipelineSpec
 from pipelines.thumbor_url import UrlPlan, split_signature, translate
-from serve_app.errors import Forbidden, NotFound, retry_after, unwrap
-from serve_app.guards.signature import UrlSigner, looks_like_image_url
+from serve_app.errors import Forbidden, retry_after, unwrap
+from serve_app.guards.signature import UrlSigner
 from serve_app.observe.metrics import record_rejection
 from serve_app.routes.common import etag_matches
 from serve_app.services.ai import AiService
@@ -97,8 +97,6 @@ class UrlService:
 
     async def _answer(self, request: Request) -> Response:
         path: str = request.scope["path"]
-        if not looks_like_image_url(path):
-            raise NotFound(f"no route for {path[:200]}")
         raw_bytes: bytes | None = request.scope.get("raw_path")
         # The path as it arrived (what was signed), without any query string.
         raw = raw_bytes.decode("latin-1").split("?", 1)[0] if raw_bytes else path

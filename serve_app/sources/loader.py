@@ -84,22 +84,32 @@ class Sources:
         return await self._fetched(
             loader,
             image,
-            lambda: offload("source store", self.store.get, image),
+            lambda: offload("source store", self._read, image),
             keep=loader != "file",  # a local file is cheaper to read again than to keep
         )
+
+    def _read(self, key: str) -> Fetched:
+        """Read and hash in the same worker thread: one hop, and the hash off the loop."""
+        data = self.store.get(key)
+        return Fetched(data, sha256_hex(data))
 
     async def data(self, image: str) -> bytes:
         """The bytes of the source named `image` (a watermark, say)."""
         return await self.images.data(await self.load(image))
 
     async def _fetched(
-        self, loader: str, name: str, read: Callable[[], Awaitable[bytes]], *, keep: bool
+        self,
+        loader: str,
+        name: str,
+        read: Callable[[], Awaitable[bytes | Fetched]],
+        *,
+        keep: bool,
     ) -> SourceImage:
         started = time.monotonic()
 
         async def fetch() -> Fetched:
             data = await read()
-            return Fetched(data, sha256_hex(data))
+            return data if isinstance(data, Fetched) else Fetched(data, sha256_hex(data))
 
         try:
             if keep:
