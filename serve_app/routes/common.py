@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -21,7 +22,15 @@ from serve_app.schemas import ERROR_RESPONSES, StoredImage
 from serve_app.services.images import ImageService, Outcome, SourceImage
 from serve_app.store.result_cache import cache_key
 
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
+IMAGE_MEDIA_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/avif",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+)
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -45,13 +54,20 @@ async def images() -> ImageService:
 class ImageInput:
     file: StarletteUploadFile | None
     image_id: str | None
+    image_url: str | None = None
 
 
 async def image_input(
-    file: UploadFile | None = File(None, description="the image; or give image_id"),
+    file: UploadFile | None = File(None, description="the image; or give image_id or image_url"),
     image_id: str | None = Form(None, description="id of an uploaded image", max_length=64),
+    image_url: str | None = Form(
+        None,
+        description="an http(s) URL to fetch the image from (SOURCE_HTTP_ENABLED), with the "
+        "URL API's SSRF protection",
+        max_length=4096,
+    ),
 ) -> ImageInput:
-    return ImageInput(file=file, image_id=image_id)
+    return ImageInput(file=file, image_id=image_id, image_url=image_url)
 
 
 @dataclass
@@ -63,7 +79,7 @@ class OutputOptions:
 
 
 async def output_options(
-    format: OutputFormat | None = Form(None, description="jpeg, png, webp, bmp or tiff"),
+    format: OutputFormat | None = Form(None, description="jpeg, png, webp, avif, gif, bmp or tiff"),
     quality: int | None = Form(None, ge=1, le=100, description="jpeg and webp"),
     store: bool = Form(False, description="keep the result and answer JSON with its id"),
     if_none_match: str | None = Header(None, description="an ETag from an earlier result"),
@@ -79,10 +95,22 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def _one_source(source: ImageInput) -> None:
-    if source.file is not None and source.image_id:
-        raise InvalidParameter("give either file or image_id, not both", field="image_id")
-    if source.file is None and not source.image_id:
-        raise InvalidParameter("an image is required: send file or image_id", field="file")
+    given = [source.file is not None, bool(source.image_id), bool(source.image_url)]
+    if sum(given) > 1:
+        raise InvalidParameter(
+            "give one of file, image_id or image_url, not several", field="image_id"
+        )
+    if not any(given):
+        raise InvalidParameter(
+            "an image is required: send file, image_id or image_url", field="file"
+        )
+
+
+async def fetch_url(url: str) -> SourceImage:
+    """An `image_url` source: fetched by the URL API's HTTP loader (same protections)."""
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise InvalidParameter("image_url must be an http or https URL", field="image_url")
+    return await context.url_service().sources.load(url)
 
 
 async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, str | None]:
@@ -90,6 +118,8 @@ async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, 
     _one_source(source)
     if source.file is not None:
         return await source.file.read(), None
+    if source.image_url:
+        return await service.data(await fetch_url(source.image_url)), None
     assert source.image_id
     _, data = await service.load(source.image_id)
     return data, source.image_id
@@ -100,6 +130,8 @@ async def resolve_input(source: ImageInput, service: ImageService) -> SourceImag
     _one_source(source)
     if source.file is not None:
         return service.uploaded(await source.file.read())
+    if source.image_url:
+        return await fetch_url(source.image_url)
     assert source.image_id
     return await service.stored(source.image_id)
 

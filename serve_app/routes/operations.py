@@ -128,6 +128,7 @@ _PROCESS_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "image_id": {"type": "string"},
+                        "image_url": {"type": "string"},
                         "pipeline": {
                             "type": "string",
                             "description": "the pipeline as JSON: "
@@ -149,8 +150,9 @@ _PROCESS_BODY: dict[str, Any] = {
 async def process(request: Request, service: Images) -> Response:
     """Run a whole pipeline on one image, decoding once and encoding once.
 
-    JSON body: `{"image_id", "steps": [{"op": "resize", ...}, ...], "format", "quality", "store"}`.
-    Multipart: `file` (or `image_id`), `pipeline` (that JSON without image_id), `store`.
+    JSON body: `{"image_id" (or "image_url"), "steps": [{"op": "resize", ...}, ...], "format",
+    "quality", "store"}`. Multipart: `file` (or `image_id` or `image_url`), `pipeline` (that JSON
+    without image_id), `store`.
     """
     content_type = request.headers.get("content-type", "")
     if_none_match = request.headers.get("if-none-match")
@@ -160,8 +162,11 @@ async def process(request: Request, service: Images) -> Response:
             req = ProcessRequest.model_validate(body)
         except ValidationError as exc:
             raise invalid_parameter(exc) from None
-        spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
-        image = await service.stored(req.image_id)
+        spec = PipelineSpec.model_validate(
+            req.model_dump(exclude={"image_id", "image_url", "store"})
+        )
+        json_source = ImageInput(file=None, image_id=req.image_id, image_url=req.image_url)
+        image = await resolve_input(json_source, service)
         return await run_spec(service, image, spec, store=req.store, if_none_match=if_none_match)
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
@@ -183,9 +188,11 @@ async def process(request: Request, service: Images) -> Response:
         raise invalid_parameter(exc) from None
     file = form.get("file")
     image_id = form.get("image_id")
+    image_url = form.get("image_url")
     source = ImageInput(
         file=file if isinstance(file, UploadFile) else None,
         image_id=image_id if isinstance(image_id, str) and image_id else None,
+        image_url=image_url if isinstance(image_url, str) and image_url else None,
     )
     store = str(form.get("store", "false")).lower() in ("1", "true", "yes", "on")
     image = await resolve_input(source, service)

@@ -422,3 +422,32 @@ async def test_http_sources_off_by_default(origin: Origin, tmp_path: Path) -> No
         scheme = await s.http.get("/unsafe/100x100/file:///etc/passwd")
     assert answer.status_code == 404 and origin.hits["/img.jpg"] == 0
     assert scheme.status_code == 404
+
+
+async def test_post_endpoints_take_image_url(origin: Origin, tmp_path: Path) -> None:
+    source = {"http_enabled": True}
+    async with url_stack(tmp_path, source=source, resolve=stub_resolve, policy=PublicAt()) as s:
+        url = origin.url("/img.jpg")
+        resized = await s.http.post("/api/v1/resize", data={"image_url": url, "width": "90"})
+        processed = await s.http.post(
+            "/api/v1/process",
+            json={"image_url": url, "steps": [{"op": "thumbnail", "width": 50, "height": 50}]},
+        )
+        info = await s.http.post("/api/v1/image-info", data={"image_url": url})
+        refused = await s.http.post(
+            "/api/v1/resize",
+            data={"image_url": f"http://localhost:{origin.port}/img.jpg", "width": "9"},
+        )
+        both = await s.http.post(
+            "/api/v1/resize",
+            data={"image_url": url, "width": "9"},
+            files={"file": ("a.jpg", JPEG, "image/jpeg")},
+        )
+        scheme = await s.http.post(
+            "/api/v1/resize", data={"image_url": "file:///etc/passwd", "width": "9"}
+        )
+    assert resized.status_code == 200 and decode(resized.content).width == 90
+    assert processed.status_code == 200 and decode(processed.content).size == (50, 50)
+    assert info.status_code == 200 and info.json()["width"] == 451
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "source_address"
+    assert both.status_code == 422 and scheme.status_code == 422
