@@ -66,13 +66,15 @@ format: install
 type-check: install
 	$(BIN)/mypy
 
-## bench: benchmarks side by side with thumbor and the bare libraries (issue #9): thumbnails,
-## a 3-step pipeline, YOLO, OCR and faces, memory, the result cache; ~15 min on 2 cores.
+## bench: benchmarks side by side with thumbor and the bare libraries (issue #9): thumbnails
+## (POST and, issue #16, GET URLs), a 3-step pipeline, YOLO, OCR and faces, memory, the result
+## cache; ~20 min on 2 cores.
 ## Writes bench/results/*.json and *.png and bench/RESULTS.md. BENCH_ARGS=--quick: a short run.
 ## thumbor runs from its own virtualenv (THUMBOR_VENV, made below).
 BENCH_ARGS ?=
 bench: install $(THUMBOR_VENV)/.installed-stamp
 	$(BIN)/python -m bench.thumbnail $(BENCH_ARGS)
+	$(BIN)/python -m bench.url_thumbnail $(BENCH_ARGS)
 	$(BIN)/python -m bench.yolo $(BENCH_ARGS)
 	$(BIN)/python -m bench.ai_engines $(BENCH_ARGS)
 	$(BIN)/python -m bench.memory $(BENCH_ARGS)
