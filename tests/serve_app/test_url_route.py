@@ -319,3 +319,29 @@ async def test_animated_gif_keeps_its_frames(tmp_path: Path) -> None:
     )
     assert Image.open(io.BytesIO(cover.content)).n_frames == 1
     assert decode(still.content).format == "PNG"
+
+
+def test_readme_signing_examples_are_true() -> None:
+    """The README's signing examples (a console session and a libthumbor snippet) say what the
+    code does."""
+    import re
+
+    from serve_app.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (console,) = re.findall(
+        r"^```console\n\$ (python -m serve_app\.urls .*?)\n(.*?)\n```", readme, re.M | re.S
+    )
+    command, printed = console
+    args = re.findall(r'"[^"]*"|\S+', command)[3:]
+    import contextlib
+    import io as _io
+
+    from serve_app.urls import main
+
+    out = _io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([a.strip('"') for a in args]) == 0
+    assert out.getvalue().strip() == printed.strip()
+    (snippet,) = re.findall(r"^```py\n(.*?)^```", readme, re.M | re.S)
+    exec(compile(snippet, "README", "exec"), {})  # its own assert checks the URL
