@@ -43,6 +43,7 @@ api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.include_router(playground.router)
 api.include_router(metrics.router)
+api.include_router(urls.router)
 # First: the URL API (/{signature|unsafe}/...) claims only paths no other route can have.
 api.router.routes.insert(0, urls.route)
 api.add_middleware(

@@ -26,6 +26,7 @@ from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 from tests.conftest import FALL_MODEL, private_schema
 
 STACK = os.environ.get("TEST_STACK", "sqlite+local")
+URL_SIGNING_KEY = "integration-url-signing-key"
 
 
 @dataclass
@@ -126,6 +127,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         # The URL API's HTTP loader on (loopback refused, as by default): its refusals are
         # tested without a byte leaving the machine.
         "SOURCE_HTTP_ENABLED": "true",
+        # Signed URLs verify (the Playground signs with this key); unsafe/ stays allowed.
+        "URL_SIGNING_KEYS": URL_SIGNING_KEY,
         **stack.env,
     }
     if stack.name == "sqlite+local":

@@ -345,3 +345,28 @@ def test_readme_signing_examples_are_true() -> None:
     assert out.getvalue().strip() == printed.strip()
     (snippet,) = re.findall(r"^```py\n(.*?)^```", readme, re.M | re.S)
     exec(compile(snippet, "README", "exec"), {})  # its own assert checks the URL
+
+
+async def test_url_of_a_pipeline(tmp_path: Path) -> None:
+    async with url_stack(tmp_path) as s:
+        put(s.sources, "a.jpg")
+        made = await s.http.post(
+            "/api/v1/url",
+            json={
+                "image": "a.jpg",
+                "steps": [{"op": "thumbnail", "width": 90, "height": 60}],
+                "format": "png",
+            },
+        )
+        fetched = await s.http.get(made.json()["unsafe"])
+        refused = await s.http.post(
+            "/api/v1/url", json={"image": "a.jpg", "steps": [{"op": "enhance", "contrast": 2}]}
+        )
+    assert made.status_code == 200, made.text
+    assert made.json() == {
+        "path": "90x60/filters:format(png):cover()/a.jpg",
+        "unsafe": "/unsafe/90x60/filters:format(png):cover()/a.jpg",
+        "unsafe_allowed": True,
+    }
+    assert fetched.status_code == 200 and decode(fetched.content).size == (90, 60)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_url_form"
