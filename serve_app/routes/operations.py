@@ -165,6 +165,8 @@ async def process(request: Request, service: Images) -> Response:
         spec = PipelineSpec.model_validate(
             req.model_dump(exclude={"image_id", "image_url", "store"})
         )
+        if not req.image_id and not req.image_url:
+            raise InvalidParameter("image_id (or image_url) is required", field="image_id")
         json_source = ImageInput(file=None, image_id=req.image_id, image_url=req.image_url)
         image = await resolve_input(json_source, service)
         return await run_spec(service, image, spec, store=req.store, if_none_match=if_none_match)
