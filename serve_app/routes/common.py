@@ -209,7 +209,10 @@ async def run_spec(
     if not store and etag_matches(if_none_match, f'"{key}"'):
         headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
         return Response(status_code=304, headers=headers)
-    outcome = await service.process_cached(image, spec, key)
+    # A pipeline that asks for regions of interest (`detect`: faces, objects) gets them from
+    # the detectors on a miss, as the URL API's smart does.
+    prepare = context.url_service().focus if spec.detect else None
+    outcome = await service.process_cached(image, spec, key, prepare=prepare)
     result = outcome.result
     if not store:
         return image_response(result, outcome)

@@ -370,3 +370,20 @@ async def test_url_of_a_pipeline(tmp_path: Path) -> None:
     }
     assert fetched.status_code == 200 and decode(fetched.content).size == (90, 60)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "no_url_form"
+
+
+async def test_process_honours_detect(tmp_path: Path) -> None:
+    """`detect` in a /process pipeline asks the detectors before the pipeline runs, as the
+    URL API's smart does: the crop then aims at the astronaut's face."""
+    astronaut = encode(photo("astronaut"), "JPEG", quality=92)
+    pipeline = {"steps": [{"op": "thumbnail", "width": 60, "height": 400}], "format": "png"}
+    async with url_stack(tmp_path) as s:
+        record = await s.images.upload(astronaut)
+        plain = await s.http.post("/api/v1/process", json={"image_id": record.id, **pipeline})
+        aimed = await s.http.post(
+            "/api/v1/process", json={"image_id": record.id, **pipeline, "detect": ["faces"]}
+        )
+    assert plain.status_code == 200 and aimed.status_code == 200
+    assert s.faces.calls["detect"] == 1
+    assert plain.content != aimed.content
+    assert decode(aimed.content).size == (60, 400)
