@@ -387,3 +387,31 @@ async def test_process_honours_detect(tmp_path: Path) -> None:
     assert s.faces.calls["detect"] == 1
     assert plain.content != aimed.content
     assert decode(aimed.content).size == (60, 400)
+
+
+async def test_bucket_sources_on_s3(tmp_path: Path, s3_bucket: str, moto_endpoint: str) -> None:
+    """SOURCE_URL=s3://bucket/prefix (moto's S3 server), as thumbor's S3 loader: keys under
+    the prefix, kept by name for a while, nothing outside the prefix."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.put_object(Bucket=s3_bucket, Key="originals/shop/a.jpg", Body=JPEG)
+    s3.put_object(Bucket=s3_bucket, Key="private/b.jpg", Body=JPEG)
+    source = {"url": f"s3://{s3_bucket}/originals", "s3_endpoint_url": moto_endpoint}
+    async with url_stack(tmp_path, source=source) as s:
+        first = await s.http.get("/unsafe/fit-in/120x120/shop/a.jpg")
+        s3.delete_object(Bucket=s3_bucket, Key="originals/shop/a.jpg")
+        kept = await s.http.get("/unsafe/fit-in/100x100/shop/a.jpg")  # from the source cache
+        outside = await s.http.get("/unsafe/50x50/../private/b.jpg")
+        missing = await s.http.get("/unsafe/50x50/shop/none.jpg")
+    assert first.status_code == 200 and decode(first.content).size == (120, 80)
+    assert kept.status_code == 200 and decode(kept.content).size == (100, 67)
+    assert outside.status_code == 404 and missing.status_code == 404
+
+
+async def test_source_over_the_byte_limit_is_413(tmp_path: Path) -> None:
+    async with url_stack(tmp_path, source={"max_bytes": 10_000}) as s:
+        put(s.sources, "big.jpg")  # ~60 KB
+        answer = await s.http.get("/unsafe/50x50/big.jpg")
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "source_too_large"
