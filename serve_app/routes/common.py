@@ -19,7 +19,7 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
-from serve_app.services.images import ImageService, Outcome, SourceImage
+from serve_app.services.images import ImageService, Outcome, Prepare, SourceImage
 from serve_app.store.result_cache import cache_key
 
 IMAGE_MEDIA_TYPES = (
@@ -200,22 +200,30 @@ async def run_spec(
     *,
     store: bool,
     if_none_match: str | None = None,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    prepare: Prepare | None = None,
 ) -> Response:
     """Run (or find in the cache) a pipeline. Its result's ETag is its cache key, known before
     any work: a client that already holds it gets 304 at the cost of one hash (of the upload;
-    for a stored image, none)."""
+    for a stored image, none). The URL API comes through here too, with its own `key` (the
+    source's digest folded with its watermarks'), its `headers` (Cache-Control for a CDN,
+    Vary) and its `prepare`."""
     started = time.monotonic()
-    key = cache_key(image.sha256, spec)
+    key = key or cache_key(image.sha256, spec)
     if not store and etag_matches(if_none_match, f'"{key}"'):
-        headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
-        return Response(status_code=304, headers=headers)
+        answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
+        return Response(status_code=304, headers=answer)
     # A pipeline that asks for regions of interest (`detect`: faces, objects) gets them from
     # the detectors on a miss, as the URL API's smart does.
-    prepare = context.url_service().focus if spec.detect else None
+    if prepare is None and spec.detect:
+        prepare = context.url_service().focus
     outcome = await service.process_cached(image, spec, key, prepare=prepare)
     result = outcome.result
     if not store:
-        return image_response(result, outcome)
+        response = image_response(result, outcome)
+        response.headers.update(headers or {})
+        return response
     record = await service.store_result(result, spec, image.image_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"

@@ -30,13 +30,16 @@ from pipelines.thumbor_url import UrlPlan, split_signature, translate
 from serve_app.errors import Forbidden, retry_after, unwrap
 from serve_app.guards.signature import UrlSigner
 from serve_app.observe.metrics import record_rejection
-from serve_app.routes.common import etag_matches
+from serve_app.routes.common import run_spec
 from serve_app.services.ai import AiService
 from serve_app.services.focus import FocusFinder
 from serve_app.services.images import ImageService, SourceImage
 from serve_app.settings import Settings
 from serve_app.sources import Sources
 from serve_app.store.result_cache import cache_key
+
+# What /api/v1's answers carry that a URL's does not need (a CDN would keep them).
+_POST_ONLY_HEADERS = ("Content-Disposition", "X-Processing-Ms", "X-Source-Format")
 
 
 @lru_cache(maxsize=2048)
@@ -114,11 +117,9 @@ class UrlService:
             return JSONResponse(meta, headers={"Cache-Control": "no-store"})
         key = cache_key(digest, spec)
         max_age = plan.max_age if plan.max_age is not None else self.settings.max_age_s
-        headers = {"ETag": f'"{key}"', "Cache-Control": cache_control(max_age)}
+        headers = {"Cache-Control": cache_control(max_age)}
         if vary:
             headers["Vary"] = "Accept"
-        if etag_matches(request.headers.get("if-none-match"), f'"{key}"'):
-            return Response(status_code=304, headers=headers)
         kept = True
 
         async def prepare(data: bytes, wanted: PipelineSpec) -> tuple[PipelineSpec, bool]:
@@ -126,18 +127,23 @@ class UrlService:
             prepared, kept = await self.focus(data, wanted)
             return prepared, kept
 
-        outcome = await self.images.process_cached(
-            source, spec, key, prepare=prepare if spec.detect else None
+        # The same path as /api/v1/process: one result cache, one set of limits and checks.
+        response = await run_spec(
+            self.images,
+            source,
+            spec,
+            store=False,
+            if_none_match=request.headers.get("if-none-match"),
+            key=key,
+            headers=headers,
+            prepare=prepare if spec.detect else None,
         )
         if not kept:  # a detector was down: an answer not to keep (thumbor's temp max-age)
-            headers["Cache-Control"] = cache_control(0)
-        result = outcome.result
-        headers |= {
-            "X-Cache": "hit" if outcome.hit else "miss",
-            "X-Image-Width": str(result.width),
-            "X-Image-Height": str(result.height),
-        }
-        return Response(content=result.data, media_type=result.media_type, headers=headers)
+            response.headers["Cache-Control"] = cache_control(0)
+        for name in _POST_ONLY_HEADERS:
+            if name in response.headers:
+                del response.headers[name]
+        return response
 
     def _negotiated(self, plan: UrlPlan, accept: str) -> tuple[PipelineSpec, bool]:
         """The spec with the format the client takes, when the URL names none; and whether
