@@ -173,7 +173,7 @@ async def run_spec(
     any work: a client that already holds it gets 304 at the cost of one hash (of the upload;
     for a stored image, none)."""
     started = time.monotonic()
-    key = cache_key(image.sha256, spec)
+    key = cache_key(image.sha256, spec, service.limits)
     if not store and etag_matches(if_none_match, f'"{key}"'):
         headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
         return Response(status_code=304, headers=headers)

@@ -119,7 +119,7 @@ class ImageService:
         or storage is down, the work is simply done."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
-        key = key or cache_key(source.sha256, spec)
+        key = key or cache_key(source.sha256, spec, self.limits)
         cache = self.cache
         if cache is not None and cache.enabled:
             if (recent := cache.recent(key)) is not None:
