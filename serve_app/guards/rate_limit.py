@@ -36,7 +36,6 @@ class Decision:
     remaining: int
     reset_s: int  # seconds until the per-minute window frees a request
     retry_after: int = 0
-    degraded: bool = False  # Redis unreachable, limits not enforced (fail open)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -88,7 +87,7 @@ class RateLimiter:
                 raise Unavailable("the rate limiter is unavailable", retry_after=wait) from None
             if isinstance(exc, StorageError):
                 log.warning("rate limiter store unreachable, failing open: %r", exc)
-            return Decision(True, self.settings.per_minute, self.settings.per_minute, 60, 0, True)
+            return Decision(True, self.settings.per_minute, self.settings.per_minute, 60)
 
     def ping(self) -> dict[str, object]:
         """For readiness: raises when Redis does not answer."""
