@@ -164,12 +164,17 @@ def build(model: type[M], **params: Any) -> M:
 RESULT_CACHE_CONTROL = "private, no-cache"
 
 
-def image_response(result: ProcessedImage, outcome: Outcome | None = None) -> Response:
+def image_response(
+    result: ProcessedImage, outcome: Outcome | None = None, processing_ms: float | None = None
+) -> Response:
+    """The result image. X-Processing-Ms: `processing_ms`, what this request cost the service
+    (the work, or finding the result in the cache), else the pipeline's own time."""
+    ms = result.elapsed_ms if processing_ms is None else processing_ms
     headers = {
         "X-Image-Width": str(result.width),
         "X-Image-Height": str(result.height),
         "X-Source-Format": result.source_format,
-        "X-Processing-Ms": f"{result.elapsed_ms:.1f}",
+        "X-Processing-Ms": f"{ms:.1f}",
         "Content-Disposition": f'inline; filename="result.{result.format}"',
     }
     if outcome is not None:
@@ -219,10 +224,13 @@ async def run_spec(
     outcome = await service.process_cached(image, spec, key)
     result = outcome.result
     if not store:
-        return image_response(result, outcome)
+        # A hit's own elapsed_ms is the original work's (from memory) or 0.0 (from the store):
+        # the figure that matters is what this request took.
+        return image_response(result, outcome, (time.monotonic() - started) * 1000)
     record = await service.store_result(result, spec, image.image_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"
+    response.headers["X-Cache"] = "hit" if outcome.hit else "miss"
     return response
 
 

@@ -23,7 +23,7 @@ from serve_app.services.images import ImageService
 from serve_app.services.tasks import TaskService
 from serve_app.settings import CacheSettings, TaskSettings
 from serve_app.store.db import Database
-from serve_app.store.result_cache import ResultCache
+from serve_app.store.result_cache import MemoryTier, ResultCache
 from serve_app.store.storage import BlobStore
 from serve_app.store.task_store import TaskStore
 from tests.conftest import encode, photo
@@ -101,3 +101,22 @@ async def test_process_multipart_store_is_parsed_as_a_form_bool(http: httpx.Asyn
     for bad, field in (("[1, 2", "pipeline"), ("[]", None), ('{"steps": [{"op": "x"}]}', "steps")):
         answer = await http.post("/api/v1/process", files=files, data={"pipeline": bad})
         assert answer.status_code == 422 and answer.json()["error"]["field"] == field, bad
+
+
+async def test_a_cached_pipeline_result_says_what_it_cost(http: httpx.AsyncClient) -> None:
+    """X-Processing-Ms of a result found in the shared store is the lookup's real time, not the
+    0.0 the stored row carries (the playground showed "0.0 ms processing")."""
+    files = {"file": ("c.jpg", encode(photo("coffee"), "JPEG"), "image/jpeg")}
+    data = {"pipeline": '{"steps": [{"op": "resize", "width": 50}]}'}
+    first = await http.post("/api/v1/process", files=files, data=data)
+    assert first.headers["x-cache"] == "miss" and float(first.headers["x-processing-ms"]) > 0
+    service = context.image_service()
+    await asyncio.gather(*service._saving)
+    assert service.cache is not None
+    service.cache.memory = MemoryTier(0, 0)  # as another replica: only the store has it
+    again = await http.post("/api/v1/process", files=files, data=data)
+    assert again.headers["x-cache"] == "hit"
+    assert float(again.headers["x-processing-ms"]) > 0.0
+    stored = await http.post("/api/v1/process", files=files, data={**data, "store": "true"})
+    assert stored.status_code == 201 and stored.headers["x-cache"] == "hit"
+    assert float(stored.headers["x-processing-ms"]) > 0.0
