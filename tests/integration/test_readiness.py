@@ -6,19 +6,16 @@ the session's config is restored after."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 import yaml
 
 from bench.faults_ingress import ReadyProbe
 from serve_app.cli.local import dashboard_get
-from tests.conftest import encode, photo
 from tests.integration.conftest import Service
+from tests.integration.loads import ResizeLoad
 
 QUICK_AUTOSCALING = {
     "min_replicas": 1,
@@ -68,56 +65,19 @@ def quick_autoscaling(service: Service) -> Iterator[None]:
         service.cluster.deploy(service.config)
 
 
-class Load:
-    """`clients` threads resizing distinct images until stopped; answers by status."""
-
-    def __init__(self, base_url: str, clients: int) -> None:
-        self.base_url = base_url
-        self.answers: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(clients)]
-        self._image = encode(photo("coffee").resize((1200, 800)), "JPEG", quality=90)
-
-    def _run(self, index: int) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=60) as http:
-            n = 0
-            while not self._stop.is_set():
-                n += 1
-                files = {"file": ("c.jpg", self._image, "image/jpeg")}
-                width = str(100 + (index * 1000 + n) % 900)  # no two alike: no cache hits
-                try:
-                    status = str(
-                        http.post("/api/v1/resize", files=files, data={"width": width}).status_code
-                    )
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                with self._lock:
-                    self.answers[status] += 1
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=90)
-
-
 def test_ready_stays_200_while_the_ingress_scales_up_and_down(
     service: Service, quick_autoscaling: None
 ) -> None:
     _wait(lambda: _running(service) == 1, 60, "the Ingress down to its 1 replica")
     with ReadyProbe(service.base_url, every_s=0.2) as probe:
-        with Load(service.base_url, clients=8) as load:
+        with ResizeLoad(service.base_url, clients=8) as load:
             _wait(lambda: _running(service) == 2, 90, "the load scales the Ingress up")
         _wait(lambda: _running(service) == 1, 90, "the idle Ingress scales down")
         time.sleep(1)  # a few probes with the downscaled replica draining
-    print(f"readiness through the scaling: {probe.summary()}; load {dict(load.answers)}")
+    outcomes = load.outcomes()
+    print(f"readiness through the scaling: {probe.summary()}; load {dict(outcomes)}")
     assert probe.answers["200"] >= 20, probe.answers
     assert set(probe.answers) == {"200"}, (probe.answers, probe.failures)
     # A graceful downscale drops nothing; the load itself may be shed, never cut off.
-    assert set(load.answers) <= {"200", "503"}, load.answers
-    assert load.answers["200"] > 0
+    assert set(outcomes) <= {"200", "503"}, outcomes
+    assert outcomes["200"] > 0
