@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.faults_ingress import ingress_replicas, kill_ingress_replica
+from serve_app.cli.local import session_processes
 from tests.integration.conftest import Service
 from tests.integration.loads import ResizeLoad
 
@@ -53,8 +54,12 @@ def test_a_killed_ingress_replica_takes_only_its_requests_in_flight(
 def test_haproxy_retries_refused_connections_on_another_replica(service: Service) -> None:
     """The policy above, as the running HAProxy was configured (serve_app/cli/local.py's
     HAPROXY_RETRIES reaches Serve's template)."""
-    from ray.serve._private.constants import RAY_SERVE_HAPROXY_CONFIG_FILE_LOC
-
-    config = Path(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC).read_text()
+    assert service.cluster.process is not None
+    haproxy = [
+        p.cmdline() for p in session_processes(service.cluster.process.pid) if p.name() == "haproxy"
+    ]
+    assert haproxy, "this cluster runs HAProxy"
+    command = haproxy[-1]
+    config = Path(command[command.index("-f") + 1]).read_text()
     lines = {line.strip() for line in config.splitlines()}
     assert {"retry-on conn-failure", "retries 3", "option redispatch 1"} <= lines
