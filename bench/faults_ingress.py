@@ -51,11 +51,12 @@ def ingress_replicas() -> list[tuple[str, int]]:
     return [(str(a.name), int(a.pid)) for a in alive if a.pid]
 
 
-def kill_ingress_replica() -> str:
-    """SIGKILL one Ingress replica's process: no drain, no goodbye, as an OOM kill would."""
-    name, pid = ingress_replicas()[0]
+def kill_ingress_replica() -> float:
+    """SIGKILL one Ingress replica's process: no drain, no goodbye, as an OOM kill would.
+    Returns when (time.monotonic()) it was killed: finding it takes seconds (Ray's state API)."""
+    _, pid = ingress_replicas()[0]
     os.kill(pid, signal.SIGKILL)
-    return name
+    return time.monotonic()
 
 
 def redeploy_ingress(cluster: LocalCluster, base_url: str, build: str) -> None:
@@ -141,7 +142,9 @@ def _scenario(
     with ReadyProbe(base_url) as probe, Load(base_url, CLIENTS, seed=seed) as load:
         time.sleep(hold_s)
         fault_at = time.monotonic()
-        inject()
+        killed_at = inject()  # a kill says when it struck; a redeploy starts at once
+        if isinstance(killed_at, float):
+            fault_at = killed_at
         done_at = time.monotonic()
         time.sleep(hold_s)
         ended = time.monotonic()

@@ -11,7 +11,9 @@ Probes are cheap and answer on time, whatever the load: each check runs at most 
 (a probe that arrives while one is running shares its answer, so a hung dependency holds one
 thread, not one per probe), its answer is kept for a moment (Serve's status, an actor call to
 the controller, for STATUS_TTL_S; the dependencies for CHECK_TTL_S), and the checks run on the
-"health" pool, never behind the database, storage or image work's threads.
+"health" pool, never behind the database, storage or image work's threads. A controller that
+is only slow (busy rolling out) leaves its last good answer standing for STATUS_SLOW_OK_S; one
+that answers that a deployment has no replica running is believed at once.
 """
 
 from __future__ import annotations
@@ -34,17 +36,28 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 3.0
 CHECK_TTL_S = 1.0
 STATUS_TTL_S = 2.0
+STATUS_SLOW_OK_S = 30.0  # how long a slow controller's last good answer stands
 
 
 class Check:
     """One readiness check: run on the health pool, at most one at a time, its report kept
-    for `ttl_s`. A report is `{"ok": bool, "latency_ms" | "error": ..., **detail}`."""
+    for `ttl_s`. A report is `{"ok": bool, "latency_ms" | "error": ..., **detail}`.
 
-    def __init__(self, probe: Callable[[], Any], ttl_s: float = CHECK_TTL_S) -> None:
+    `slow_ok_s`: when the probe is merely slow (no answer within CHECK_TIMEOUT_S), its last
+    good report, if younger than this, stands (marked with its age). Serve's controller is
+    busy for seconds while it rolls out new code on 2 cores (measured: 3.2 s), and replicas
+    serve without it; a probe that failed then would take the service out for being busy."""
+
+    def __init__(
+        self, probe: Callable[[], Any], ttl_s: float = CHECK_TTL_S, slow_ok_s: float = 0.0
+    ) -> None:
         self.probe = probe
         self.ttl_s = ttl_s
+        self.slow_ok_s = slow_ok_s
         self._report: dict[str, Any] | None = None
         self._at = 0.0
+        self._good: dict[str, Any] | None = None
+        self._good_at = 0.0
         self._running: asyncio.Future[dict[str, Any]] | None = None
 
     async def report(self) -> dict[str, Any]:
@@ -55,6 +68,9 @@ class Check:
         try:
             return await asyncio.wait_for(asyncio.shield(self._running), CHECK_TIMEOUT_S)
         except TimeoutError:
+            age = time.monotonic() - self._good_at
+            if self._good is not None and age < self.slow_ok_s:
+                return {**self._good, "stale_s": round(age, 1)}
             return {"ok": False, "error": f"no answer within {CHECK_TIMEOUT_S}s"}
 
     async def _run(self) -> dict[str, Any]:
@@ -67,6 +83,7 @@ class Check:
             }
             if isinstance(detail, dict):
                 report.update(detail)
+            self._good, self._good_at = report, time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a failed probe is reported, not raised
             report = {"ok": False, "error": str(exc) if isinstance(exc, NotReady) else repr(exc)}
         self._report, self._at = report, time.monotonic()
@@ -106,17 +123,19 @@ def _deployments() -> dict[str, Any]:
 _checks: dict[str, Check] = {}
 
 
-def _check(name: str, probe: Callable[[], Any], ttl_s: float = CHECK_TTL_S) -> Check:
+def _check(name: str, probe: Callable[[], Any], ttl_s: float = CHECK_TTL_S, **kw: float) -> Check:
     """This replica's check `name`, made once (the probe it wraps never changes in a replica)."""
     if name not in _checks or _checks[name].probe != probe:  # bound methods: compared by ==
-        _checks[name] = Check(probe, ttl_s)
+        _checks[name] = Check(probe, ttl_s, **kw)
     return _checks[name]
 
 
 async def report(*, with_models: bool = False) -> dict[str, Any]:
     images = context.image_service()
     checks = {
-        "deployments": _check("deployments", _deployments, STATUS_TTL_S),
+        "deployments": _check(
+            "deployments", _deployments, STATUS_TTL_S, slow_ok_s=STATUS_SLOW_OK_S
+        ),
         "database": _check("database", images.db.ping),
         "storage": _check("storage", images.store.ping),
     }

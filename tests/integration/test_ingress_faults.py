@@ -32,8 +32,7 @@ def test_a_killed_ingress_replica_takes_only_its_requests_in_flight(
     assert replicas >= 2, "the session's config runs two Ingress replicas"
     with ResizeLoad(service.base_url, CLIENTS) as load:
         time.sleep(3)
-        killed_at = time.monotonic()
-        kill_ingress_replica()
+        killed_at = kill_ingress_replica()
         time.sleep(6)
     answers = load.answers
     lost = [a for a in answers if a.outcome != "200"]

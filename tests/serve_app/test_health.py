@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -86,3 +87,37 @@ async def test_a_hung_probe_answers_on_time_and_holds_one_thread(
     assert all(not r["ok"] and "no answer within" in r["error"] for r in reports)
     assert (await check.report())["ok"] is False and calls == 1
     release.set()
+
+
+async def test_a_slow_status_keeps_its_last_good_answer_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Serve's controller busy rolling out (seconds without an answer) is not a reason to take
+    the service out; a check that fails outright is believed at once."""
+    from serve_app.routes import health
+
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.2)
+    slow = threading.Event()
+    answers = iter([{"deployments": "all running"}, "slow", "slow"])
+
+    def status() -> object:
+        answer = next(answers)
+        if answer == "slow":
+            slow.wait(timeout=10)
+        return answer
+
+    check = Check(status, ttl_s=0, slow_ok_s=30)
+    assert (await check.report())["ok"]
+    held = await check.report()
+    assert held["ok"] and held["deployments"] == "all running" and "stale_s" in held
+    check.slow_ok_s = 0  # too old now
+    assert not (await check.report())["ok"]
+    slow.set()
+
+    def refused() -> None:
+        raise NotReady("no replica running: Ingress (UNHEALTHY)")
+
+    failing = Check(refused, ttl_s=0, slow_ok_s=30)
+    failing._good, failing._good_at = {"ok": True}, time.monotonic()
+    report = await failing.report()
+    assert not report["ok"] and "Ingress" in report["error"]
