@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import psutil
 import yaml
 
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster
@@ -53,9 +54,21 @@ def ingress_replicas() -> list[tuple[str, int]]:
 
 def kill_ingress_replica() -> float:
     """SIGKILL one Ingress replica's process: no drain, no goodbye, as an OOM kill would.
-    Returns when (time.monotonic()) it was killed: finding it takes seconds (Ray's state API)."""
+
+    Returns when (time.monotonic()) it was gone, sockets closed: finding it takes seconds
+    (Ray's state API), and a dying process of a few GiB takes a while to unmap its memory
+    before the kernel closes its files; until then a connection to it is still accepted by
+    the kernel, and the request sent on it is the dead replica's to lose."""
     _, pid = ingress_replicas()[0]
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.005)
     return time.monotonic()
 
 
@@ -119,9 +132,9 @@ class ReadyProbe:
         self._thread.join(timeout=10)
 
 
-# A request that started this long after the kill may still have been in the dead replica's
-# hands (os.kill returns before the kernel has closed its sockets).
-SLACK_S = 0.25
+# A request that started this long after the replica was gone may still have been sent to it
+# (the client's clock and HAProxy's forwarding are not one instant).
+SLACK_S = 0.1
 
 
 def _lost(status: int | None) -> bool:

@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults_ingress import ingress_replicas, kill_ingress_replica
+from bench.faults_ingress import SLACK_S, ingress_replicas, kill_ingress_replica
 from serve_app.cli.local import session_processes
 from tests.integration.conftest import Service
 from tests.integration.loads import ResizeLoad
 
 CLIENTS = 8
-# A request that started this long after the kill may still have been in the dead replica's
-# hands: os.kill returns before the kernel has closed the process's sockets.
-SLACK_S = 0.25
 
 
 def test_a_killed_ingress_replica_takes_only_its_requests_in_flight(
