@@ -85,6 +85,9 @@ def validated(model: type[M], raw: M | dict[str, Any] | None) -> M:
         raise invalid_parameter(exc) from None
 
 
-def parse_pipeline(raw: PipelineSpec | dict[str, Any]) -> PipelineSpec:
-    """A pipeline coming from another Ray app or a JSON body: `validated` as a PipelineSpec."""
+def parse_pipeline(raw: PipelineSpec | dict[str, Any] | None) -> PipelineSpec:
+    """A pipeline coming from another Ray app or a JSON body: `validated` as a PipelineSpec.
+    None is no pipeline (an empty one is `{}`)."""
+    if raw is None:
+        raise InvalidParameter("a pipeline is required", field="pipeline")
     return validated(PipelineSpec, raw)
