@@ -2,10 +2,11 @@
 
 `kill -9` of one Ingress replica under 8 clients: requests HAProxy had not yet handed to it go
 to the live one (Serve's HAProxy retries a refused connection on another replica:
-`retry-on conn-failure`, `option redispatch`), so the only requests lost are those the dead
-replica was running. Each of those ends as HAProxy ends it: a connection closed without an
-answer on a keep-alive connection (its deliberate signal, RFC 9112 9.3.1, that the client may
-retry), or Serve's 500 on a connection's first request."""
+`retry-on conn-failure`, `option redispatch`), so the requests lost are those the dead replica
+was running (and, rarely, one started in the second after it died: bench/faults_ingress.py's
+SLACK_S). Each ends as HAProxy ends it: a connection closed without an answer on a keep-alive
+connection (its deliberate signal, RFC 9112 9.3.1, that the client may retry), or Serve's 500
+on a connection's first request."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_a_killed_ingress_replica_takes_only_its_requests_in_flight(
     print(f"{len(answers)} requests, lost {[a.outcome for a in lost]}, {len(after)} after the kill")
     assert len(after) > 20, "the load went on after the kill"
     assert all(a.outcome == "200" for a in after), [a.outcome for a in after if a.outcome != "200"]
-    assert len(lost) <= CLIENTS  # at most one request per client was in flight
+    assert len(lost) <= CLIENTS  # at most one request per client in flight (or just after)
     assert {a.outcome for a in lost} <= {"RemoteProtocolError", "500"}
     # Serve replaces it; later tests get their two replicas back.
     deadline = time.monotonic() + 90
