@@ -115,7 +115,7 @@ class UrlService:
             limits = self.images.limits
             meta = await asyncio.to_thread(describe, data, spec, limits, plan.image)
             return JSONResponse(meta, headers={"Cache-Control": "no-store"})
-        key = cache_key(digest, spec)
+        key = cache_key(digest, spec, self.images.limits)
         max_age = plan.max_age if plan.max_age is not None else self.settings.max_age_s
         headers = {"Cache-Control": cache_control(max_age)}
         if vary:
