@@ -129,3 +129,16 @@ def test_animation_frames_count_toward_the_pixel_limit() -> None:
 
     with pytest.raises(TooLarge, match="frames together"):
         run_pipeline(_gif(4), parse_pipeline({"frames": "all"}), Limits(max_pixels=60 * 40 * 3))
+
+
+def test_animated_webp_source_frames() -> None:
+    frames = [Image.new("RGB", (40, 30), (0, 60 * i, 0)) for i in range(3)]
+    webp = encode(
+        frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=90, lossless=True
+    )
+    steps = [{"op": "flip", "horizontal": True}]
+    kept = run_pipeline(webp, parse_pipeline({"steps": steps, "frames": "all"}), LIMITS)
+    out = Image.open(io.BytesIO(kept.data))
+    assert (kept.format, out.n_frames) == ("webp", 3)
+    first = run_pipeline(webp, parse_pipeline({"steps": steps}), LIMITS)
+    assert Image.open(io.BytesIO(first.data)).n_frames == 1
