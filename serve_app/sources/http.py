@@ -119,7 +119,9 @@ class HttpLoader:
                 connector=connector,
                 trust_env=False,  # no proxy from the environment: it would be connected to
                 headers={"User-Agent": USER_AGENT},
-                auto_decompress=False,
+                # A gzip-encoded body is inflated as it is read, and SOURCE_MAX_BYTES counts
+                # what comes out: a compression bomb stops at the limit.
+                auto_decompress=True,
             )
         return self._session
 

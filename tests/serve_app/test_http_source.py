@@ -13,6 +13,7 @@ from it to loopback, and loopback in all its spellings, can be refused for real.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import socket
 from collections import Counter
@@ -144,6 +145,12 @@ async def origin() -> AsyncIterator[Origin]:
             return web.Response(status=500)
         if path == "/empty":
             return web.Response(body=b"")
+        if path == "/gzip":
+            body = gzip.compress(JPEG)
+            return web.Response(body=body, headers={"Content-Encoding": "gzip"})
+        if path == "/gzip-bomb":
+            body = gzip.compress(b"\0" * 5_000_000)  # ~5 KB on the wire
+            return web.Response(body=body, headers={"Content-Encoding": "gzip"})
         if path == "/big":
             return web.Response(body=b"\xff" * 300_000)
         if path == "/big-chunked":
@@ -203,6 +210,12 @@ async def test_fetches_an_image_whatever_its_content_type(origin: Origin) -> Non
     assert await fetch(origin.url("/img.jpg")) == JPEG
     # The hook sees the loader's connections (so its silence elsewhere means something).
     assert [a for a in ATTEMPTS if isinstance(a, tuple) and a[0] == PUBLIC]
+
+
+async def test_gzip_bodies_are_inflated_within_the_limit(origin: Origin) -> None:
+    assert await fetch(origin.url("/gzip")) == JPEG
+    with pytest.raises(TooLarge):
+        await fetch(origin.url("/gzip-bomb"))
 
 
 async def test_follows_redirects_up_to_the_limit(origin: Origin) -> None:
