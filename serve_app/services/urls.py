@@ -1,6 +1,6 @@
 """The URL API: a thumbor URL's path in, the image (or its meta JSON) out, with the headers a
 CDN keeps. The URL is checked (signature, or unsafe/ when allowed), translated into the same
-PipelineSpec /api/v1/process runs (pipelines/thumbor_url.py), its source loaded
+PipelineSpec /api/v1/process runs (pipelines/thumbor_url/), its source loaded
 (serve_app/sources), and the pipeline run through ImageService.process_cached: one pipeline,
 one result cache, one set of limits for both front doors.
 
