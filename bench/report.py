@@ -386,7 +386,16 @@ change to that request path in between.
 
 
 def render() -> str:
-    names = ("thumbnail", "pipeline3", "yolo", "yolo_gpu", "ai_engines", "memory", "cache")
+    names = (
+        "thumbnail",
+        "pipeline3",
+        "url_thumbnail",
+        "yolo",
+        "yolo_gpu",
+        "ai_engines",
+        "memory",
+        "cache",
+    )
     results = {name: read_json(name) for name in names}
     first = next((r for r in results.values() if r), None)
     if first is None:
@@ -412,6 +421,15 @@ def render() -> str:
     if results["pipeline3"]:
         lines += ["## 3-step pipeline: fit 300x300, sharpen, WebP q85", ""]
         lines += _image_jobs(results["pipeline3"])
+    if results["url_thumbnail"]:
+        from bench.url_thumbnail import table
+
+        lines += [
+            "## GET URL thumbnails (issue #16): the URL API vs thumbor, fresh image names",
+            "",
+            table(results["url_thumbnail"]),
+            "",
+        ]
     for name in ("yolo", "yolo_gpu"):
         data = results[name]
         if data:

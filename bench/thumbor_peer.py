@@ -73,6 +73,25 @@ def available() -> bool:
 @contextmanager
 def thumbor_server(images: list[bytes], processes: int | None = None) -> Iterator[Thumbor]:
     """thumbor serving `images` (as 0.jpg, 1.jpg, ...) on a free 127.0.0.1 port."""
+    with tempfile.TemporaryDirectory(prefix="bench-thumbor-") as tmp:
+        root = Path(tmp) / "images"
+        root.mkdir()
+        names = []
+        for i, data in enumerate(images):
+            (root / f"{i}.jpg").write_bytes(data)
+            names.append(f"{i}.jpg")
+        with thumbor_on(root, processes=processes) as thumbor:
+            thumbor.names = names
+            yield thumbor
+
+
+@contextmanager
+def thumbor_on(
+    root: Path | None, processes: int | None = None, config: str = ""
+) -> Iterator[Thumbor]:
+    """thumbor on a free 127.0.0.1 port, its file loader on `root` (None: keep the loader
+    that `config` names), with `config` lines added to (and overriding) CONFIG. Started in its
+    own session and stopped by process group, workers and all."""
     if not available():
         raise ThumborMissing(
             f"{THUMBOR} not found: `make bench` installs it "
@@ -83,15 +102,9 @@ def thumbor_server(images: list[bytes], processes: int | None = None) -> Iterato
     version = subprocess.run(
         [str(THUMBOR), "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    with tempfile.TemporaryDirectory(prefix="bench-thumbor-") as tmp:
-        root = Path(tmp) / "images"
-        root.mkdir()
-        names = []
-        for i, data in enumerate(images):
-            (root / f"{i}.jpg").write_bytes(data)
-            names.append(f"{i}.jpg")
+    with tempfile.TemporaryDirectory(prefix="thumbor-conf-") as tmp:
         conf = Path(tmp) / "thumbor.conf"
-        conf.write_text(CONFIG.format(root=str(root)))
+        conf.write_text(CONFIG.format(root=str(root or tmp)) + config)
         port = free_port()
         log = (Path(tmp) / "thumbor.log").open("wb")
         process = subprocess.Popen(
@@ -110,7 +123,7 @@ def thumbor_server(images: list[bytes], processes: int | None = None) -> Iterato
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(base, process)
-            yield Thumbor(base, names, processes, version)
+            yield Thumbor(base, [], processes, version)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

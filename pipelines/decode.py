@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from pipelines.errors import BadImage, TooLarge, UnsupportedFormat
 from pipelines.limits import Limits, check_pixels, check_upload_size
@@ -225,3 +225,34 @@ def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = No
         exif=exif,
         info=info,
     )
+
+
+@dataclass
+class Animation:
+    """Every frame of an animated source (RGBA, each the full picture, not a patch), how long
+    each is shown (ms) and how often the whole loops (0: for ever)."""
+
+    frames: list[Image.Image]
+    durations: list[int]
+    loop: int
+
+
+def read_frames(data: bytes, limits: Limits) -> Animation:
+    """All frames of an animated GIF or WebP, for a pipeline that keeps them. `open_image` has
+    already judged the source (size, format, frame count); here the frames together must also
+    fit in `max_pixels`, since each is decoded and held at once."""
+    img = _identify(data, limits)
+    frames = int(getattr(img, "n_frames", 1))
+    check_pixels(img.width * frames, img.height, limits, what="the animation's frames together")
+    out: list[Image.Image] = []
+    durations: list[int] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            for frame in ImageSequence.Iterator(img):
+                durations.append(int(frame.info.get("duration", 100) or 100))
+                out.append(_bare(frame.convert("RGBA")))
+    except _DECODE_ERRORS as exc:
+        raise BadImage("the image's frames are damaged", code="corrupt_image") from exc
+    loop = img.info.get("loop", 0)
+    return Animation(out, durations, loop if isinstance(loop, int) else 0)

@@ -7,22 +7,64 @@ plus one entry in `Step` below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from pipelines.encode import FormatName, OutputFormat, default_format
 from pipelines.errors import InvalidParameter
+from pipelines.ops.canvas import BackgroundStep, FillStep, RoundCornerStep
+from pipelines.ops.color import (
+    BrightnessStep,
+    ContrastStep,
+    EqualizeStep,
+    GrayscaleStep,
+    RgbStep,
+    SaturationStep,
+)
 from pipelines.ops.convert import ConvertStep
 from pipelines.ops.crop import CropStep
 from pipelines.ops.enhance import EnhanceStep
 from pipelines.ops.filters import FilterStep
+from pipelines.ops.max_bytes import MaxBytesStep
+from pipelines.ops.orientation import FlipStep, RotateStep
 from pipelines.ops.resize import ResizeStep
+from pipelines.ops.scale import ScaleStep
+from pipelines.ops.thumbnail import ThumbnailStep
+from pipelines.ops.trim import TrimStep
+from pipelines.ops.unsharp import UnsharpStep
+from pipelines.ops.watermark import WatermarkStep
+from pipelines.regions import MAX_REGIONS, Region
 
-Step = Annotated[
-    ResizeStep | CropStep | FilterStep | EnhanceStep | ConvertStep,
-    Field(discriminator="op"),
-]
+# Every image operation a pipeline (and a batch, pipelines/tasks.py) may name.
+ImageStep = (
+    ResizeStep
+    | CropStep
+    | FilterStep
+    | EnhanceStep
+    | ConvertStep
+    | ThumbnailStep
+    | TrimStep
+    | RotateStep
+    | FlipStep
+    | ScaleStep
+    | BrightnessStep
+    | ContrastStep
+    | SaturationStep
+    | RgbStep
+    | GrayscaleStep
+    | EqualizeStep
+    | UnsharpStep
+    | FillStep
+    | BackgroundStep
+    | RoundCornerStep
+    | WatermarkStep
+    | MaxBytesStep
+)
+Step = Annotated[ImageStep, Field(discriminator="op")]
+# Kinds of regions of interest the service can find before a pipeline runs (see `detect`).
+DetectKind = Literal["faces", "objects"]
 
 MAX_STEPS = 20
 
@@ -35,6 +77,42 @@ class PipelineSpec(BaseModel):
     steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
     format: OutputFormat | None = None
     quality: int | None = Field(None, ge=1, le=100)
+    regions: list[Region] = Field(
+        default_factory=list,
+        max_length=MAX_REGIONS,
+        description="regions of interest in the source's upright pixels: steps that place a "
+        "window aim at them, steps that move pixels move them",
+    )
+    detect: list[DetectKind] = Field(
+        default_factory=list,
+        max_length=2,
+        description="what the service looks for before the pipeline runs, in this order; the "
+        "first kind found becomes regions (the URL API's smart: faces, then objects)",
+    )
+    frames: Literal["first", "all"] = Field(
+        "first", description="an animated source: its first frame, or every frame (GIF, WebP)"
+    )
+    # Other images steps name (a watermark), as bytes, attached by whoever fetched them; not
+    # part of the canonical text (the service keys the cache on their digests).
+    _assets: dict[str, bytes] = PrivateAttr(default_factory=dict)
+
+    @property
+    def assets(self) -> Mapping[str, bytes]:
+        return self._assets
+
+    def with_assets(self, assets: Mapping[str, bytes]) -> PipelineSpec:
+        spec = self.model_copy()
+        spec._assets = dict(assets)
+        return spec
+
+    def asset_names(self) -> list[str]:
+        """The other images this pipeline's steps need, in order, once each."""
+        names = [step.image for step in self.steps if isinstance(step, WatermarkStep)]
+        return list(dict.fromkeys(names))
+
+    def max_bytes(self) -> int | None:
+        sizes = [step.bytes for step in self.steps if isinstance(step, MaxBytesStep)]
+        return sizes[-1] if sizes else None
 
     def output(self, source_format: str) -> tuple[FormatName, int | None]:
         fmt: FormatName | None = self.format

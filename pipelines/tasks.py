@@ -16,12 +16,7 @@ from pipelines.detection import DetectParams
 from pipelines.encode import OutputFormat
 from pipelines.faces import FaceParams
 from pipelines.ocr import OcrParams
-from pipelines.ops.convert import ConvertStep
-from pipelines.ops.crop import CropStep
-from pipelines.ops.enhance import EnhanceStep
-from pipelines.ops.filters import FilterStep
-from pipelines.ops.resize import ResizeStep
-from pipelines.spec import MAX_STEPS, PipelineSpec, Step, invalid_parameter
+from pipelines.spec import MAX_STEPS, ImageStep, PipelineSpec, Step, invalid_parameter
 
 
 class DetectObjectsStep(DetectParams):
@@ -40,10 +35,8 @@ class DetectFacesStep(FaceParams):
 
 
 AiStep = DetectObjectsStep | OcrStep | DetectFacesStep
-TaskStep = Annotated[
-    ResizeStep | CropStep | FilterStep | EnhanceStep | ConvertStep | AiStep,
-    Field(discriminator="op"),
-]
+# Every image operation of a pipeline (pipelines/spec.py's ImageStep), plus the AI steps.
+TaskStep = Annotated[ImageStep | AiStep, Field(discriminator="op")]
 
 
 @dataclass

@@ -15,12 +15,14 @@ from serve_app.services.images import ImageService
 
 if TYPE_CHECKING:
     from serve_app.guards.guard import Guard
+    from serve_app.services.urls import UrlService
 from serve_app.services.tasks import TaskService
 
 _image_service: ImageService | None = None
 _ai_service: AiService | None = None
 _task_service: TaskService | None = None
 _guard: Guard | None = None
+_url_service: UrlService | None = None
 
 
 def set_services(images: ImageService, ai: AiService, tasks: TaskService) -> None:
@@ -55,3 +57,14 @@ def guard() -> Guard:
     if _guard is None:
         raise Unavailable("the service is still starting")
     return _guard
+
+
+def set_url_service(service: UrlService) -> None:
+    global _url_service
+    _url_service = service
+
+
+def url_service() -> UrlService:
+    if _url_service is None:
+        raise Unavailable("the service is still starting")
+    return _url_service

@@ -16,12 +16,14 @@ from serve_app.guards.body_limit import BodyLimitMiddleware
 from serve_app.guards.guard import Guard, GuardMiddleware
 from serve_app.guards.rate_limit import RateLimiter
 from serve_app.observe import tracing
-from serve_app.routes import ai, health, images, metrics, operations, playground, tasks
+from serve_app.routes import ai, health, images, metrics, operations, playground, tasks, urls
 from serve_app.schemas import ProcessRequest
 from serve_app.security import ApiKeys
 from serve_app.services.build import build_services
 from serve_app.services.tasks import TaskService
+from serve_app.services.urls import UrlService
 from serve_app.settings import get_settings
+from serve_app.sources import Sources
 from serve_app.store.task_store import TaskStore
 
 # Room for multipart boundaries and the other form fields around the file itself.
@@ -41,6 +43,9 @@ api.include_router(health.router)
 api.include_router(health.router, prefix="/api/v1")
 api.include_router(playground.router)
 api.include_router(metrics.router)
+api.include_router(urls.router)
+# First: the URL API (/{signature|unsafe}/...) claims only paths no other route can have.
+api.router.routes.insert(0, urls.route)
 api.add_middleware(
     BodyLimitMiddleware,
     max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,
@@ -88,6 +93,8 @@ class Ingress:
         context.set_services(
             images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
         )
+        sources = Sources(settings.source, settings.source_url, images)
+        context.set_url_service(UrlService(images, ai, sources, settings))
         tracing.configure(settings.tracing)
         limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None
         context.set_guard(Guard(ApiKeys(settings.security.api_keys), limiter))
@@ -99,4 +106,5 @@ class Ingress:
         context.image_service()
         context.ai_service()
         context.task_service()
+        context.url_service()
         context.guard()

@@ -60,9 +60,11 @@ class StoredImage(BaseModel):
 
 
 class ProcessRequest(PipelineSpec):
-    """The JSON form of /process: a pipeline plus the id of an uploaded image."""
+    """The JSON form of /process: a pipeline plus the id of an uploaded image (or an http(s)
+    `image_url` to fetch it from)."""
 
-    image_id: str
+    image_id: str | None = None
+    image_url: str | None = Field(None, max_length=4096)
     store: bool = False
 
 

@@ -20,17 +20,24 @@ Groups and their variables:
 - tasks:    TASKS_MAX_ITEMS, TASKS_MAX_BODY_BYTES, TASKS_ITEM_CONCURRENCY, TASKS_MAX_ACTIVE,
             TASKS_LEASE_S, TASKS_SWEEP_INTERVAL_S, TASKS_MAX_ATTEMPTS
 - models:   MODELS_YOLO_WEIGHTS, MODELS_OCR_ENGINE, MODELS_FACE_ENGINE
+- url:      URL_SIGNING_KEYS, URL_ALLOW_UNSAFE, URL_MAX_AGE_S, AUTO_WEBP, AUTO_AVIF (the GET URL
+            API, thumbor's)
+- source:   SOURCE_URL, SOURCE_MAX_BYTES, SOURCE_CACHE_TTL_S, SOURCE_CACHE_BYTES,
+            SOURCE_HTTP_ENABLED, SOURCE_HTTP_ALLOW_LOOPBACK, SOURCE_HTTP_ALLOW_PRIVATE,
+            SOURCE_HTTP_ALLOWED_HOSTS, SOURCE_HTTP_MAX_REDIRECTS, SOURCE_HTTP_CONNECT_TIMEOUT_S,
+            SOURCE_HTTP_TIMEOUT_S (where the URL API's images come from)
 Top level: DATA_DIR (where the embedded defaults keep their files).
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelines.faces import FaceEngineName
 from pipelines.limits import Limits
@@ -206,6 +213,77 @@ class ModelSettings(BaseSettings):
     face_engine: FaceEngineName = "haar"
 
 
+def _string_list(value: object) -> object:
+    """A JSON list, or one item, or items separated by commas (for names that hold none)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+class UrlSettings(BaseSettings):
+    """The GET URL API (thumbor's URL grammar). URLs are signed with HMAC-SHA1 under one of
+    `signing_keys` (every key is accepted, so keys can be rotated; new URLs are signed with the
+    first); `unsafe/` URLs are accepted only while `allow_unsafe` (None: in development mode
+    only). `AUTO_WEBP` / `AUTO_AVIF`: when a URL names no format, answer WebP / AVIF to clients
+    whose Accept header takes it (thumbor's settings of the same names)."""
+
+    model_config = SettingsConfigDict(env_prefix="URL_", env_file=".env", extra="ignore")
+
+    signing_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description='JSON list ["new", "old"], or one key'
+    )
+    allow_unsafe: bool | None = None
+    max_age_s: int = Field(24 * 3600, ge=0, description="Cache-Control max-age of answers")
+    auto_webp: bool = Field(False, validation_alias=AliasChoices("AUTO_WEBP", "URL_AUTO_WEBP"))
+    auto_avif: bool = Field(False, validation_alias=AliasChoices("AUTO_AVIF", "URL_AUTO_AVIF"))
+
+    @field_validator("signing_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [value.strip()] if value.strip() else []  # one key, commas and all
+        return _string_list(value)
+
+
+class SourceSettings(BaseSettings):
+    """Where the URL API's images come from besides uploads: keys under `url` (a folder or a
+    bucket, as thumbor's file and S3 loaders) and, when `http_enabled`, http(s) URLs fetched
+    with SSRF protection (loopback and private addresses refused unless allowed; an optional
+    allow-list of hosts). Fetched bytes are kept by URL for `cache_ttl_s`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOURCE_", env_file=".env", extra="ignore")
+
+    url: str = Field(
+        "", description="file:///path or s3://bucket/prefix; empty: <DATA_DIR>/sources"
+    )
+    s3_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("S3_ENDPOINT_URL", "SOURCE_S3_ENDPOINT_URL")
+    )
+    max_bytes: int = Field(32 * 1024 * 1024, ge=1, description="a source larger is refused")
+    cache_ttl_s: float = Field(300.0, ge=0, description="fetched sources kept by URL; 0: none")
+    cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="memory for kept sources")
+    http_enabled: bool = False
+    http_allow_loopback: bool = False
+    http_allow_private: bool = False
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="empty: any host; else only these (or *.domain)"
+    )
+    http_max_redirects: int = Field(5, ge=0, le=20)
+    http_connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    http_timeout_s: float = Field(20.0, gt=0, le=600)
+
+    @field_validator("http_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: object) -> object:
+        hosts = _string_list(value)
+        return [h.strip().lower().rstrip(".") for h in hosts] if isinstance(hosts, list) else hosts
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -225,6 +303,8 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
     breakers: BreakerSettings = Field(default_factory=lambda: BreakerSettings())
     tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
+    url: UrlSettings = Field(default_factory=lambda: UrlSettings())
+    source: SourceSettings = Field(default_factory=lambda: SourceSettings())
 
     @property
     def rate_limits_on(self) -> bool:
@@ -238,6 +318,15 @@ class Settings(BaseSettings):
                 "APP_MODE=production needs SECURITY_API_KEYS: refusing to start with open access"
             )
         return self
+
+    @property
+    def url_allow_unsafe(self) -> bool:
+        allow = self.url.allow_unsafe
+        return self.mode == "development" if allow is None else allow
+
+    @property
+    def source_url(self) -> str:
+        return self.source.url or f"file://{self.data_dir.resolve()}/sources"
 
     @property
     def storage_url(self) -> str:

@@ -10,10 +10,11 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pipelines import regions as rg
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits
 from pipelines.ops.gravity import Gravity, place
-from pipelines.ops.registry import register
+from pipelines.ops.registry import StepContext, also_contextual, register
 
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -35,6 +36,9 @@ class CropStep(BaseModel):
     gravity: Gravity = "center"
     width: int | None = Field(None, ge=1, le=1_000_000)
     height: int | None = Field(None, ge=1, le=1_000_000, validate_default=True)
+    outside: Literal["error", "ignore"] = Field(
+        "error", description="a box starting outside the image: refused, or no crop (thumbor's)"
+    )
 
     @field_validator("aspect")
     @classmethod
@@ -53,8 +57,8 @@ class CropStep(BaseModel):
         return height
 
 
-@register("crop")
-def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
+def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) this step cuts out of `img`."""
     src_w, src_h = img.size
     if step.aspect is not None:
         ratio = parse_aspect(step.aspect)
@@ -73,6 +77,8 @@ def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
         box = (left, top, left + w, top + h)
     else:
         assert step.width is not None and step.height is not None
+        if (step.x >= src_w or step.y >= src_h) and step.outside == "ignore":
+            return (0, 0, src_w, src_h)
         if step.x >= src_w or step.y >= src_h:
             raise InvalidParameter(
                 f"the crop box starts outside the {src_w}x{src_h} image",
@@ -84,6 +90,18 @@ def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
             min(step.x + step.width, src_w),
             min(step.y + step.height, src_h),
         )
-    if box == (0, 0, src_w, src_h):
+    return box
+
+
+@register("crop")
+def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
+    box = crop_box(img, step)
+    if box == (0, 0, img.width, img.height):
         return img
     return img.crop(box)
+
+
+@also_contextual("crop")
+def follow(img: Image.Image, step: CropStep, limits: Limits, ctx: StepContext) -> Image.Image:
+    ctx.regions = rg.crop(ctx.regions, crop_box(img, step))
+    return apply(img, step, limits)

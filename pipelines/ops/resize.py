@@ -9,10 +9,11 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from pipelines import regions as rg
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits, check_pixels
 from pipelines.ops.gravity import Gravity, place
-from pipelines.ops.registry import register
+from pipelines.ops.registry import StepContext, also_contextual, register
 
 # Lanczos after a box `reduce()` by an integer factor: near Lanczos quality at a fraction of the
 # cost for big shrinks (Pillow's own recommendation for reducing_gap >= 3).
@@ -98,11 +99,28 @@ def apply(img: Image.Image, step: ResizeStep, limits: Limits) -> Image.Image:
         return img
     if step.mode != "fill":
         return img.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-    # Cover: the largest window of the target's aspect, placed by gravity, resampled once.
+    box = _window(img, step, w, h)
+    return img.resize((w, h), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+
+
+def _window(
+    img: Image.Image, step: ResizeStep, w: int, h: int
+) -> tuple[float, float, float, float]:
+    """Cover: the largest window of the target's aspect, placed by gravity (resampled once)."""
+    src_w, src_h = img.size
     if src_w * h > src_h * w:
         crop_w, crop_h = src_h * w / h, float(src_h)
     else:
         crop_w, crop_h = float(src_w), src_w * h / w
     x, y = place(img, crop_w, crop_h, step.gravity)
-    box = (x, y, x + crop_w, y + crop_h)
-    return img.resize((w, h), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+    return (x, y, x + crop_w, y + crop_h)
+
+
+@also_contextual("resize")
+def follow(img: Image.Image, step: ResizeStep, limits: Limits, ctx: StepContext) -> Image.Image:
+    out = apply(img, step, limits)
+    if ctx.regions and out is not img:
+        whole = (0.0, 0.0, float(img.width), float(img.height))
+        box = _window(img, step, *out.size) if step.mode == "fill" else whole
+        ctx.regions = rg.window(ctx.regions, box, out.size)
+    return out

@@ -24,6 +24,7 @@ from serve_app import context
 from serve_app.errors import Forbidden, RateLimited, Unauthorized, retry_after
 from serve_app.guards.body_limit import drain_refused
 from serve_app.guards.rate_limit import RateLimiter
+from serve_app.guards.signature import looks_like_image_url
 from serve_app.observe import tracing
 from serve_app.observe.metrics import record_rejection, record_request
 from serve_app.security import ApiKeys
@@ -88,7 +89,9 @@ class GuardMiddleware:
     async def _admit(self, scope: Scope, guard: Guard) -> dict[str, str]:
         """Headers to add to the answer; raises the refusal."""
         identity = None
-        if guard.keys.required:
+        # A signed GET URL carries its own authorisation (checked by the URL route, as is
+        # whether unsafe/ URLs are allowed): no API key, but the rate limit still applies.
+        if guard.keys.required and not _image_url(scope):
             presented = _header(scope, b"x-api-key")
             if not presented:
                 raise Unauthorized(
@@ -147,6 +150,10 @@ class GuardMiddleware:
         finally:
             route = _route_template(scope)
             record_request(route, scope.get("method", ""), status, time.monotonic() - started)
+
+
+def _image_url(scope: Scope) -> bool:
+    return scope.get("method") in ("GET", "HEAD") and looks_like_image_url(scope.get("path", ""))
 
 
 class _Limited(Exception):

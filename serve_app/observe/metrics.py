@@ -24,6 +24,10 @@ REJECTION_REASONS = {
     "unauthorized": "auth",
     "forbidden": "auth",
     "overloaded": "overload",
+    "source_too_large": "size",
+    "source_address": "source_address",
+    "source_host": "source_host",
+    "bad_signature": "signature",
 }
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -52,7 +56,7 @@ def rejections() -> metrics.Counter:
     return metrics.Counter(
         "image_rejections",
         description="Requests refused by a limit: size, pixels, frames, format, rate_limit, "
-        "auth, overload.",
+        "auth, overload, signature, source_address (SSRF), source_host.",
         tag_keys=("reason",),
     )
 
@@ -89,3 +93,28 @@ def record_rejection(code: str) -> None:
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
     requests().inc(tags={"route": route, "method": method, "status": str(status)})
     request_duration().observe(seconds, tags={"route": route})
+
+
+@cache
+def source_fetches() -> metrics.Counter:
+    return metrics.Counter(
+        "image_source_fetches",
+        description="URL API sources fetched, by loader (upload, file, s3, http) and outcome "
+        "(ok, cached, not_found, refused, too_large, timeout, error).",
+        tag_keys=("loader", "outcome"),  # type: ignore[arg-type]  # stub says 1-tuple
+    )
+
+
+@cache
+def source_fetch_duration() -> metrics.Histogram:
+    return metrics.Histogram(
+        "image_source_fetch_duration_seconds",
+        description="Time to fetch a URL API source, by loader.",
+        boundaries=LATENCY_BUCKETS,
+        tag_keys=("loader",),
+    )
+
+
+def record_source_fetch(loader: str, outcome: str, seconds: float) -> None:
+    source_fetches().inc(tags={"loader": loader, "outcome": outcome})
+    source_fetch_duration().observe(seconds, tags={"loader": loader})

@@ -21,10 +21,18 @@ from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
 from serve_app.errors import BadRequest
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
-from serve_app.services.images import ImageService, Outcome, SourceImage
+from serve_app.services.images import ImageService, Outcome, Prepare, SourceImage
 from serve_app.store.result_cache import cache_key
 
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
+IMAGE_MEDIA_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/avif",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+)
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -48,13 +56,20 @@ async def images() -> ImageService:
 class ImageInput:
     file: StarletteUploadFile | None
     image_id: str | None
+    image_url: str | None = None
 
 
 async def image_input(
-    file: UploadFile | None = File(None, description="the image; or give image_id"),
+    file: UploadFile | None = File(None, description="the image; or give image_id or image_url"),
     image_id: str | None = Form(None, description="id of an uploaded image", max_length=64),
+    image_url: str | None = Form(
+        None,
+        description="an http(s) URL to fetch the image from (SOURCE_HTTP_ENABLED), with the "
+        "URL API's SSRF protection",
+        max_length=4096,
+    ),
 ) -> ImageInput:
-    return ImageInput(file=file, image_id=image_id)
+    return ImageInput(file=file, image_id=image_id, image_url=image_url)
 
 
 @dataclass
@@ -66,7 +81,7 @@ class OutputOptions:
 
 
 async def output_options(
-    format: OutputFormat | None = Form(None, description="jpeg, png, webp, bmp or tiff"),
+    format: OutputFormat | None = Form(None, description="jpeg, png, webp, avif, gif, bmp or tiff"),
     quality: int | None = Form(None, ge=1, le=100, description="jpeg and webp"),
     store: bool = Form(False, description="keep the result and answer JSON with its id"),
     if_none_match: str | None = Header(None, description="an ETag from an earlier result"),
@@ -100,10 +115,22 @@ def etag_matches(header: str | None, etag: str) -> bool:
 
 
 def _one_source(source: ImageInput) -> None:
-    if source.file is not None and source.image_id:
-        raise InvalidParameter("give either file or image_id, not both", field="image_id")
-    if source.file is None and not source.image_id:
-        raise InvalidParameter("an image is required: send file or image_id", field="file")
+    given = [source.file is not None, bool(source.image_id), bool(source.image_url)]
+    if sum(given) > 1:
+        raise InvalidParameter(
+            "give one of file, image_id or image_url, not several", field="image_id"
+        )
+    if not any(given):
+        raise InvalidParameter(
+            "an image is required: send file, image_id or image_url", field="file"
+        )
+
+
+async def fetch_url(url: str) -> SourceImage:
+    """An `image_url` source: fetched by the URL API's HTTP loader (same protections)."""
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise InvalidParameter("image_url must be an http or https URL", field="image_url")
+    return await context.url_service().sources.load(url)
 
 
 async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, str | None]:
@@ -111,6 +138,8 @@ async def read_input(source: ImageInput, service: ImageService) -> tuple[bytes, 
     _one_source(source)
     if source.file is not None:
         return await source.file.read(), None
+    if source.image_url:
+        return await service.data(await fetch_url(source.image_url)), None
     assert source.image_id
     _, data = await service.load(source.image_id)
     return data, source.image_id
@@ -121,6 +150,8 @@ async def resolve_input(source: ImageInput, service: ImageService) -> SourceImag
     _one_source(source)
     if source.file is not None:
         return service.uploaded(await source.file.read())
+    if source.image_url:
+        return await fetch_url(source.image_url)
     assert source.image_id
     return await service.stored(source.image_id)
 
@@ -212,21 +243,32 @@ async def run_spec(
     *,
     store: bool,
     if_none_match: str | None = None,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+    prepare: Prepare | None = None,
 ) -> Response:
     """Run (or find in the cache) a pipeline. Its result's ETag is its cache key, known before
     any work: a client that already holds it gets 304 at the cost of one hash (of the upload;
-    for a stored image, none)."""
+    for a stored image, none). The URL API comes through here too, with its own `key` (the
+    source's digest folded with its watermarks'), its `headers` (Cache-Control for a CDN,
+    Vary) and its `prepare`."""
     started = time.monotonic()
-    key = cache_key(image.sha256, spec, service.limits)
+    key = key or cache_key(image.sha256, spec, service.limits)
     if not store and etag_matches(if_none_match, f'"{key}"'):
-        headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
-        return Response(status_code=304, headers=headers)
-    outcome = await service.process_cached(image, spec, key)
+        answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
+        return Response(status_code=304, headers=answer)
+    # A pipeline that asks for regions of interest (`detect`: faces, objects) gets them from
+    # the detectors on a miss, as the URL API's smart does.
+    if prepare is None and spec.detect:
+        prepare = context.url_service().focus
+    outcome = await service.process_cached(image, spec, key, prepare=prepare)
     result = outcome.result
     if not store:
         # A hit's own elapsed_ms is the original work's (from memory) or 0.0 (from the store):
         # the figure that matters is what this request took.
-        return image_response(result, outcome, (time.monotonic() - started) * 1000)
+        response = image_response(result, outcome, (time.monotonic() - started) * 1000)
+        response.headers.update(headers or {})
+        return response
     record = await service.store_result(result, spec, image.image_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"

@@ -130,6 +130,7 @@ _PROCESS_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "image_id": {"type": "string"},
+                        "image_url": {"type": "string"},
                         "pipeline": {
                             "type": "string",
                             "description": "the pipeline as JSON: "
@@ -151,25 +152,35 @@ _PROCESS_BODY: dict[str, Any] = {
 async def process(request: Request, service: Images) -> Response:
     """Run a whole pipeline on one image, decoding once and encoding once.
 
-    JSON body: `{"image_id", "steps": [{"op": "resize", ...}, ...], "format", "quality", "store"}`.
-    Multipart: `file` (or `image_id`), `pipeline` (that JSON without image_id), `store`.
+    JSON body: `{"image_id" (or "image_url"), "steps": [{"op": "resize", ...}, ...], "format",
+    "quality", "store"}`. Multipart: `file` (or `image_id` or `image_url`), `pipeline` (that JSON
+    without image_id), `store`.
     """
     content_type = request.headers.get("content-type", "")
     if_none_match = request.headers.get("if-none-match")
     if content_type.startswith("application/json"):
         req = validated(ProcessRequest, parse_json(await request.body(), "body"))
-        spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
-        image = await service.stored(req.image_id)
+        spec = PipelineSpec.model_validate(
+            req.model_dump(exclude={"image_id", "image_url", "store"})
+        )
+        if not req.image_id and not req.image_url:
+            raise InvalidParameter("image_id (or image_url) is required", field="image_id")
+        json_source = ImageInput(file=None, image_id=req.image_id, image_url=req.image_url)
+        image = await resolve_input(json_source, service)
         return await run_spec(service, image, spec, store=req.store, if_none_match=if_none_match)
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
     form = await read_form(request)
     spec = await json_field(form, "pipeline", PipelineSpec)
     # The other fields as FastAPI would parse them for the single-op routes (store: a bool).
-    fields = validated(ProcessForm, {k: form.get(k) for k in ("image_id", "store") if k in form})
+    fields = validated(
+        ProcessForm, {k: form.get(k) for k in ("image_id", "image_url", "store") if k in form}
+    )
     file = form.get("file")
     source = ImageInput(
-        file=file if isinstance(file, UploadFile) else None, image_id=fields.image_id or None
+        file=file if isinstance(file, UploadFile) else None,
+        image_id=fields.image_id or None,
+        image_url=fields.image_url or None,
     )
     image = await resolve_input(source, service)
     return await run_spec(service, image, spec, store=fields.store, if_none_match=if_none_match)
@@ -179,4 +190,5 @@ class ProcessForm(BaseModel):
     """/process's multipart fields besides the file and the pipeline."""
 
     image_id: str | None = Field(None, max_length=64)
+    image_url: str | None = Field(None, max_length=4096)
     store: bool = False

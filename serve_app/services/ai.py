@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from pipelines.detection import DetectParams
@@ -52,6 +53,18 @@ class AiService:
     async def detect_faces(self, data: bytes, params: FaceParams) -> FacesResult:
         with call_span("FaceDetector", "detect"):
             result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
+        return result
+
+    # The same models on pixels the caller already has (the URL API's smart crop decodes a
+    # small copy itself: no hop through the Preprocessor for a thumbnail's focal point).
+    async def faces_in(self, pixels: np.ndarray, params: FaceParams) -> FacesResult:
+        with call_span("FaceDetector", "detect"):
+            result: FacesResult = await self.faces.detect.remote(pixels, params)
+        return result
+
+    async def objects_in(self, pixels: np.ndarray, params: DetectParams) -> ObjectsResult:
+        with call_span("YoloDetector", "detect"):
+            result: ObjectsResult = await self.detector.detect.remote(pixels, params)
         return result
 
     async def run_step(self, data: bytes, step: AiStep) -> ObjectsResult | OcrResult | FacesResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -36,6 +37,10 @@ RECORDS_KEPT = 4096
 # A cache lookup is a query and maybe a blob read, milliseconds; one that waits longer than this
 # (its store hung, its pool full of calls that are) is given up and the work done instead.
 LOOKUP_WAIT_S = 1.0
+# Last-moment preparation of a pipeline that missed the cache, given the source's bytes: the
+# spec to run, and whether its result may be kept (the URL API's smart detection, which falls
+# back when a detector is down and must not keep that fallback).
+Prepare = Callable[[bytes, PipelineSpec], Awaitable[tuple[PipelineSpec, bool]]]
 
 
 @dataclass
@@ -117,11 +122,16 @@ class ImageService:
             return await work.process(data, spec)
 
     async def process_cached(
-        self, source: SourceImage | bytes, spec: PipelineSpec, key: str | None = None
+        self,
+        source: SourceImage | bytes,
+        spec: PipelineSpec,
+        key: str | None = None,
+        *,
+        prepare: Prepare | None = None,
     ) -> Outcome:
         """`process`, answered from the result cache when it can be: this replica's memory
         first (no I/O), then the shared store. The cache is an optimisation: when the database
-        or storage is down, the work is simply done."""
+        or storage is down, the work is simply done. `prepare` runs on a miss only."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
         key = key or cache_key(source.sha256, spec, self.limits)
@@ -135,8 +145,12 @@ class ImageService:
                 cached = None
             if cached is not None:
                 return Outcome(cached, key, hit=True)
-        result = await self.process(await self.data(source), spec)
-        if cache is not None and cache.enabled:
+        data = await self.data(source)
+        keep = True
+        if prepare is not None:
+            spec, keep = await prepare(data, spec)
+        result = await self.process(data, spec)
+        if keep and cache is not None and cache.enabled:
             cache.remember(key, result)
             self._store_later(cache, key, result)
         return Outcome(result, key, hit=False)

@@ -102,3 +102,7 @@ class BlobStore:
         else:
             with _unavailable_as_oserror():
                 self.fs.ls(self.root.split("/")[0], refresh=True)
+
+
+# For other readers of fsspec stores (serve_app/sources/store.py).
+unavailable_as_oserror = _unavailable_as_oserror

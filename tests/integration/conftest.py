@@ -26,6 +26,7 @@ from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 from tests.conftest import FALL_MODEL, private_schema
 
 STACK = os.environ.get("TEST_STACK", "sqlite+local")
+URL_SIGNING_KEY = "integration-url-signing-key"
 
 
 @dataclass
@@ -123,6 +124,11 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         "TASKS_SWEEP_INTERVAL_S": "0.5",
         # Replicas report metrics to the node's agent every second, not every ten.
         "RAY_metrics_report_interval_ms": "1000",
+        # The URL API's HTTP loader on (loopback refused, as by default): its refusals are
+        # tested without a byte leaving the machine.
+        "SOURCE_HTTP_ENABLED": "true",
+        # Signed URLs verify (the Playground signs with this key); unsafe/ stays allowed.
+        "URL_SIGNING_KEYS": URL_SIGNING_KEY,
         **stack.env,
     }
     if stack.name == "sqlite+local":

@@ -341,3 +341,40 @@ def test_the_page_fits_a_phone_and_works_from_the_keyboard(
         screenshot(page, "desktop-1280")
     finally:
         close(page)
+
+
+def test_the_pipeline_as_a_get_url_unsafe_then_signed(page: Page) -> None:
+    """The pipeline being built is shown as a GET URL (unsafe without a key, signed with the
+    one typed in, exactly as serve_app.urls signs), and its result fetched through it."""
+    from serve_app.urls import sign_url
+    from tests.integration.conftest import URL_SIGNING_KEY
+
+    pick(page, "astronaut.jpg", encode(photo("astronaut"), "JPEG", quality=92))
+    image_id = page.inner_text("#source-status").split("Uploaded as ")[1].rstrip(".")
+    step = only_step(page, "thumbnail")
+    step.locator("[data-k=width]").fill("200")
+    step.locator("[data-k=height]").fill("120")
+    path = f"200x120/filters:cover()/{image_id}"
+    code = page.locator("#url-code")
+    expect(code).to_have_text(re.compile(rf"/unsafe/{re.escape(path)}$"))
+    expect(page.locator("#url-note")).to_contain_text("unsafe")
+    page.click("#url-open")
+    caption = page.locator("#url-result-caption")
+    expect(caption).to_contain_text(dims(200, 120))
+    expect(caption).to_contain_text("max-age=")
+
+    page.fill("#url-key", URL_SIGNING_KEY)
+    expect(code).to_have_text(re.compile(re.escape(sign_url(path, URL_SIGNING_KEY)) + "$"))
+    page.click("#url-open")
+    expect(caption).to_contain_text(dims(200, 120))
+    size = page.evaluate(
+        "() => { const i = document.getElementById('url-result-img');"
+        " return [i.naturalWidth, i.naturalHeight]; }"
+    )
+    assert size == [200, 120]
+    screenshot(page, "url")
+
+    page.select_option("#add-op", "enhance")
+    page.click("#add-step")
+    expect(page.locator("#url-note")).to_contain_text("No GET URL")
+    expect(page.locator("#url-open")).to_be_disabled()

@@ -75,6 +75,14 @@ def test_readme_curl_examples(service: Service, workdir: Path) -> None:
     assert [len(item["results"][0]["faces"]) for item in task["items"]] == [1, 1, 1]
     assert size(workdir / "first.webp") == (320, 320)
     assert (workdir / "revalidated.txt").read_text().strip() == "304"
+    # The URL API's examples (issue #16).
+    assert size(workdir / "url-fit.jpg") == (200, 200)
+    assert size(workdir / "url-smart.webp") == (200, 200)
+    meta = json.loads((workdir / "url-meta.json").read_text())["thumbor"]
+    assert (meta["target"]["width"], meta["target"]["height"]) == (200, 200)
+    assert (
+        "cache-control: public, max-age=86400" in (workdir / "url-headers.txt").read_text().lower()
+    )
 
 
 def test_readme_python_handle_example(service: Service, workdir: Path) -> None:

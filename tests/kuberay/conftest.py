@@ -19,7 +19,13 @@ S3_CREDENTIAL_VARIABLES = frozenset(
 )
 # Values that must only ever come from a Secret.
 SECRET_VARIABLES = frozenset(
-    {"DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    {
+        "DATABASE_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "URL_SIGNING_KEYS",
+    }
 )
 
 

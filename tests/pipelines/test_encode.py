@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import typing
 
 import numpy as np
@@ -9,14 +10,23 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from pipelines.encode import MEDIA_TYPES, FormatName, default_format, encode
+from pipelines.encode import MEDIA_TYPES, FormatName, default_format, encode, encode_frames
 from pipelines.ops.convert import ConvertStep
 from pipelines.spec import PipelineSpec
 from tests.conftest import decode, mean_abs_diff, photo
 
 FORMATS = typing.get_args(FormatName)
-PILLOW_NAME = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "tiff": "TIFF"}
-LOSSY_BOUND = {"jpeg": 6.0, "webp": 6.0}  # mean abs diff allowed; lossless formats get 0
+PILLOW_NAME = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "avif": "AVIF",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+}
+# Mean abs diff allowed; lossless formats get 0 (GIF's 256-colour palette is the loss there).
+LOSSY_BOUND = {"jpeg": 6.0, "webp": 6.0, "avif": 8.0, "gif": 8.0}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,7 @@ def test_each_format_round_trips(src: Image.Image, fmt: str, mode: str) -> None:
     assert mean_abs_diff(out, img) <= LOSSY_BOUND.get(fmt, 0.0)
 
 
-@pytest.mark.parametrize("fmt", ["png", "webp", "tiff"])
+@pytest.mark.parametrize("fmt", ["png", "webp", "avif", "gif", "tiff"])
 def test_alpha_survives_where_the_format_has_it(fmt: str) -> None:
     img = Image.new("RGBA", (32, 32), (255, 0, 0, 255))
     img.paste((0, 0, 255, 0), (0, 0, 16, 32))
@@ -71,7 +81,7 @@ def test_half_transparent_blends_with_white() -> None:
     assert abs(int(np.asarray(out).mean()) - 127) <= 3
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "webp"])
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
 def test_higher_quality_means_more_bytes(src: Image.Image, fmt: str) -> None:
     low = encode(src, fmt, 30)  # type: ignore[arg-type]
     high = encode(src, fmt, 95)  # type: ignore[arg-type]
@@ -93,7 +103,7 @@ def test_format_aliases_are_accepted(alias: str, canonical: str) -> None:
     assert ConvertStep(format=alias).format == canonical  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["gif", "heic", "", "jpeg2000", 5])
+@pytest.mark.parametrize("bad", ["heic", "svg", "", "jpeg2000", 5])
 def test_unknown_output_formats_are_refused(bad: object) -> None:
     with pytest.raises(ValidationError):
         ConvertStep(format=bad)  # type: ignore[arg-type]
@@ -101,7 +111,23 @@ def test_unknown_output_formats_are_refused(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("source", "output"),
-    [("JPEG", "jpeg"), ("MPO", "jpeg"), ("PNG", "png"), ("WEBP", "webp"), ("GIF", "png")],
+    [("JPEG", "jpeg"), ("MPO", "jpeg"), ("PNG", "png"), ("WEBP", "webp"), ("GIF", "gif")],
 )
 def test_default_format_per_source(source: str, output: str) -> None:
     assert default_format(source) == output
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_frames_encode_as_an_animation(fmt: str) -> None:
+    frames = [Image.new("RGBA", (24, 16), colour) for colour in ("red", "lime", "blue")]
+    data = encode_frames(frames, [40, 50, 60], 0, fmt)  # type: ignore[arg-type]
+    out = Image.open(io.BytesIO(data))
+    assert out.format == PILLOW_NAME[fmt] and out.n_frames == 3
+    out.seek(1)
+    assert out.convert("RGB").getpixel((5, 5)) == (0, 255, 0)
+
+
+def test_frames_in_a_still_format_give_the_first() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    out = decode(encode_frames(frames, [40, 40], 0, "png"))
+    assert out.format == "PNG" and out.getpixel((0, 0)) == (255, 0, 0)

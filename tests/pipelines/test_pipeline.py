@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
+import typing
 
 import numpy as np
 import pytest
@@ -13,14 +14,17 @@ from pipelines.errors import BadImage, DeadlineExceeded, InvalidParameter, TooLa
 from pipelines.limits import Limits
 from pipelines.ops import OPERATIONS
 from pipelines.pipeline import run_pipeline
-from pipelines.spec import parse_pipeline
+from pipelines.spec import ImageStep, parse_pipeline
 from tests.conftest import decode, encode, mean_abs_diff, photo
 
 LIMITS = Limits()
 
 
 def test_every_step_kind_is_registered() -> None:
-    assert set(OPERATIONS) == {"resize", "crop", "filter", "enhance", "convert"}
+    """Each kind in the Step union has an operation, and no operation lacks a step kind."""
+    kinds = {model.model_fields["op"].default for model in typing.get_args(ImageStep)}
+    assert set(OPERATIONS) == kinds
+    assert {"resize", "crop", "filter", "enhance", "convert", "thumbnail"} <= kinds
 
 
 def test_multi_step_pipeline(astronaut_jpeg: bytes) -> None:
@@ -87,12 +91,13 @@ def test_empty_pipeline_reencodes_in_the_source_format() -> None:
     assert mean_abs_diff(decode(result.data), photo("chelsea")) == 0
 
 
-def test_gif_source_becomes_png() -> None:
+def test_gif_source_stays_gif() -> None:
+    """GIF is an output format too (issue #16): a GIF source keeps its format, as thumbor's."""
     data = encode(photo("chelsea").resize((90, 60)), "GIF")
     result = run_pipeline(data, parse_pipeline({}), LIMITS)
     assert result.source_format == "gif"
-    assert (result.format, result.media_type) == ("png", "image/png")
-    assert decode(result.data).format == "PNG"
+    assert (result.format, result.media_type) == ("gif", "image/gif")
+    assert decode(result.data).format == "GIF"
 
 
 def test_transparent_png_to_jpeg_is_flattened_on_white() -> None:

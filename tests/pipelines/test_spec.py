@@ -65,7 +65,8 @@ def test_last_convert_step_wins() -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "fmt"), [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "png"), ("TIFF", "tiff")]
+    ("source", "fmt"),
+    [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"), ("TIFF", "tiff"), ("PCX", "png")],
 )
 def test_source_format_is_the_default(source: str, fmt: str) -> None:
     assert PipelineSpec().output(source) == (fmt, None)
@@ -86,7 +87,7 @@ def test_more_than_max_steps_is_invalid() -> None:
     assert err.value.field == "steps"
 
 
-@pytest.mark.parametrize("step", [{"op": "rotate", "angle": 90}, {"width": 10}, "resize"])
+@pytest.mark.parametrize("step", [{"op": "swirl", "angle": 90}, {"width": 10}, "resize"])
 def test_unknown_or_missing_op_is_invalid(step: object) -> None:
     with pytest.raises(InvalidParameter) as err:
         parse_pipeline({"steps": [step]})

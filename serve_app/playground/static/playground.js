@@ -399,7 +399,15 @@
 
   // ---------------------------------------------------------------- pipeline builder
 
-  const OP_TITLES = { resize: "Resize", crop: "Crop", filter: "Filter", enhance: "Enhance", convert: "Convert" };
+  const OP_TITLES = {
+    resize: "Resize",
+    thumbnail: "Thumbnail",
+    crop: "Crop",
+    filter: "Filter",
+    enhance: "Enhance",
+    rotate: "Rotate",
+    convert: "Convert",
+  };
 
   function addStep(op) {
     const uid = state.nextUid++;
@@ -510,6 +518,11 @@
       for (const k of ["brightness", "contrast", "saturation", "sharpness"]) spec[k] = num(k);
     } else if (step.op === "convert") {
       Object.assign(spec, { format: v("format"), quality: num("quality") });
+    } else if (step.op === "thumbnail") {
+      Object.assign(spec, { width: num("width"), height: num("height"), mode: v("mode") });
+      if (v("smart")) spec.smart = true;
+    } else if (step.op === "rotate") {
+      spec.degrees = num("degrees");
     }
     for (const k of Object.keys(spec)) if (spec[k] === undefined) delete spec[k];
     return spec;
@@ -539,6 +552,140 @@
     lines.push(`${location.origin}${API}/process -o result.${outputExtension(spec)}`);
     $("curl-code").textContent = lines.join(" \\\n  ");
     $("pipeline-json").textContent = JSON.stringify(spec, null, 2);
+    scheduleUrl();
+  }
+
+  // ---------------------------------------------------------------- the GET URL
+
+  // SHA-1 and HMAC-SHA1 (RFC 3174, RFC 2104), small and synchronous: the page signs URLs
+  // itself, as libthumbor does, and WebCrypto is missing on plain-http origins.
+  function sha1(bytes) {
+    const rotl = (x, n) => (x << n) | (x >>> (32 - n));
+    const padded = new Uint8Array((((bytes.length + 8) >> 6) + 1) * 64);
+    padded.set(bytes);
+    padded[bytes.length] = 0x80;
+    const view = new DataView(padded.buffer);
+    view.setUint32(padded.length - 4, bytes.length * 8);
+    view.setUint32(padded.length - 8, Math.floor(bytes.length / 0x20000000));
+    const h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
+    const w = new Array(80);
+    for (let off = 0; off < padded.length; off += 64) {
+      for (let i = 0; i < 16; i++) w[i] = view.getUint32(off + i * 4);
+      for (let i = 16; i < 80; i++) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+      let [a, b, c, d, e] = h;
+      for (let i = 0; i < 80; i++) {
+        const [f, k] =
+          i < 20 ? [(b & c) | (~b & d), 0x5a827999]
+          : i < 40 ? [b ^ c ^ d, 0x6ed9eba1]
+          : i < 60 ? [(b & c) | (b & d) | (c & d), 0x8f1bbcdc]
+          : [b ^ c ^ d, 0xca62c1d6];
+        const t = (rotl(a, 5) + f + e + k + w[i]) >>> 0;
+        [e, d, c, b, a] = [d, c, rotl(b, 30) >>> 0, a, t];
+      }
+      h[0] = (h[0] + a) >>> 0;
+      h[1] = (h[1] + b) >>> 0;
+      h[2] = (h[2] + c) >>> 0;
+      h[3] = (h[3] + d) >>> 0;
+      h[4] = (h[4] + e) >>> 0;
+    }
+    const out = new Uint8Array(20);
+    const outView = new DataView(out.buffer);
+    h.forEach((word, i) => outView.setUint32(i * 4, word));
+    return out;
+  }
+
+  function hmacSha1(key, message) {
+    const block = new Uint8Array(64);
+    block.set(key.length > 64 ? sha1(key) : key);
+    const inner = new Uint8Array(64 + message.length);
+    const outer = new Uint8Array(64 + 20);
+    for (let i = 0; i < 64; i++) {
+      inner[i] = block[i] ^ 0x36;
+      outer[i] = block[i] ^ 0x5c;
+    }
+    inner.set(message, 64);
+    outer.set(sha1(inner), 64);
+    return sha1(outer);
+  }
+
+  // thumbor's signature of a path: HMAC-SHA1 under the key, URL-safe base64.
+  function signPath(key, path) {
+    const enc = new TextEncoder();
+    const digest = hmacSha1(enc.encode(key), enc.encode(path));
+    return btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_");
+  }
+
+  let urlTimer = null;
+  let urlSeq = 0;
+
+  function scheduleUrl() {
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(renderUrl, 150);
+  }
+
+  // The pipeline as a GET URL: the service writes the path (POST /api/v1/url); the page signs
+  // it with the key typed here, or shows the unsafe/ form.
+  async function renderUrl() {
+    const seq = ++urlSeq;
+    const code = $("url-code");
+    const note = $("url-note");
+    const open = $("url-open");
+    if (!state.source) {
+      code.textContent = "";
+      code.dataset.path = "";
+      note.textContent = "Choose an image to see its URL.";
+      open.disabled = true;
+      return;
+    }
+    const body = JSON.stringify({ image: state.source.id, ...pipelineSpec() });
+    let answer;
+    try {
+      const response = await api(`${API}/url`, {
+        method: "POST",
+        body,
+        headers: { "Content-Type": "application/json" },
+      });
+      answer = await response.json();
+    } catch (err) {
+      if (seq !== urlSeq) return;
+      code.textContent = "";
+      code.dataset.path = "";
+      note.textContent = `No GET URL for this pipeline: ${err.message}`;
+      open.disabled = true;
+      return;
+    }
+    if (seq !== urlSeq) return;
+    const key = $("url-key").value;
+    const path = key ? `/${signPath(key, answer.path)}/${answer.path}` : answer.unsafe;
+    code.textContent = `${location.origin}${path}`;
+    code.dataset.path = path;
+    if (key) note.textContent = "Signed with the key above (HMAC-SHA1, thumbor's scheme).";
+    else if (answer.unsafe_allowed) note.textContent = "An unsafe/ URL: accepted here; sign it for production.";
+    else note.textContent = "This service takes signed URLs only: enter the URL signing key.";
+    open.disabled = false;
+  }
+
+  // Fetches the image through the GET URL, as a page or a CDN would.
+  async function showThroughUrl() {
+    const path = $("url-code").dataset.path;
+    if (!path) return;
+    await guarded($("url-open"), $("url-result-caption"), "Fetching…", async () => {
+      const started = performance.now();
+      const response = await api(path);
+      const blob = await response.blob();
+      const roundTrip = performance.now() - started;
+      const img = $("url-result-img");
+      if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+      const url = URL.createObjectURL(blob);
+      img.dataset.url = url;
+      $("url-result").hidden = false;
+      await loadImage(img, url);
+      const type = (blob.type || "").replace("image/", "");
+      const cache = response.headers.get("Cache-Control") || "no Cache-Control";
+      $("url-result-caption").textContent =
+        `Through the URL · ${img.naturalWidth} × ${img.naturalHeight} · ${type} · ` +
+        `${formatBytes(blob.size)} · ${formatMs(roundTrip)} · ${cache}`;
+    });
   }
 
   async function runPipeline() {
@@ -622,6 +769,8 @@
     q.addEventListener("input", syncQuality);
     qOn.addEventListener("change", syncQuality);
     $("run-pipeline").addEventListener("click", runPipeline);
+    $("url-key").addEventListener("input", scheduleUrl);
+    $("url-open").addEventListener("click", showThroughUrl);
     for (const b of document.querySelectorAll("[data-copy]")) {
       b.addEventListener("click", () => copyText($(b.dataset.copy).textContent, b));
     }

@@ -1,0 +1,51 @@
+"""What a pipeline would do to an image, without encoding it (thumbor's `meta/` URLs): the
+source's facts, each step with the size it leaves, the result's size and format, and the
+regions of interest in source pixels."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pipelines import regions as rg
+from pipelines.decode import open_image
+from pipelines.limits import Limits
+from pipelines.ops import StepContext
+from pipelines.pipeline import apply_steps
+from pipelines.spec import PipelineSpec
+
+
+def describe(data: bytes, spec: PipelineSpec, limits: Limits, source_name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + limits.pipeline_timeout_s
+    decoded = open_image(data, limits)
+    img = decoded.image
+    assets = {
+        name: open_image(spec.assets[name], limits).image
+        for name in spec.asset_names()
+        if name in spec.assets
+    }
+    ctx = StepContext(tuple(spec.regions), assets)
+    operations: list[dict[str, Any]] = []
+    for step in spec.steps:
+        img = apply_steps(img, [step.model_copy()], limits, ctx, deadline)
+        params = step.model_dump(exclude_defaults=True, exclude={"op"})
+        operations.append({"type": step.op, **params, "width": img.width, "height": img.height})
+    fmt, quality = spec.output(decoded.format)
+    focal = [
+        {**r.model_dump(exclude_none=True), "x": r.centre[0], "y": r.centre[1]}
+        for r in rg.crop(tuple(spec.regions), (0, 0, decoded.width, decoded.height))
+    ]
+    return {
+        "thumbor": {
+            "source": {
+                "url": source_name,
+                "width": decoded.width,
+                "height": decoded.height,
+                "frameCount": decoded.frames,
+                "format": decoded.format.lower(),
+            },
+            "operations": operations,
+            "target": {"width": img.width, "height": img.height, "format": fmt, "quality": quality},
+            "focal_points": focal,
+        }
+    }
