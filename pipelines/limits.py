@@ -1,6 +1,7 @@
 """Security limits, kept in one place (as imgproxy keeps its `security/`).
 
-`check_upload_size` and `decode.open_image` are the only places that enforce them.
+`check_upload_size` and `decode.open_image` are the only places that enforce them, and
+`cost.refuse_over` (through `pipeline.check_cost` and the model engines) the work limit.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ class Limits(BaseModel):
     max_side: int = Field(16384, ge=1, description="longest side of a requested result")
     max_frames: int = Field(100, ge=1, description="frames in an animated source")
     allowed_formats: tuple[str, ...] = DEFAULT_INPUT_FORMATS
-    pipeline_timeout_s: float = Field(30.0, gt=0)
+    pipeline_timeout_s: float = Field(
+        30.0, gt=0, description="a request's image or model work past this answers 504 and stops"
+    )
+    max_work: float = Field(
+        6000.0,
+        gt=0,
+        description="the most work (pipelines/cost.py units) one image may cost: decode, steps,"
+        " models, encode; more is refused before decoding with 422 too_costly",
+    )
 
     @field_validator("allowed_formats")
     @classmethod

@@ -1,13 +1,20 @@
-"""Run a pipeline: decode once, apply each step in order, encode once."""
+"""Run a pipeline: read the header, price the work, decode once, apply each step in order,
+encode once.
+
+`check_cost` is the one place a pipeline's price is decided (issue #18); `run_pipeline` calls
+it between the header and the decode, so nothing that runs a pipeline can skip it.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
 from PIL import Image
 
-from pipelines.decode import DecodedImage, open_image
+from pipelines.cost import Estimate, Part, encode_cost, price_steps, refuse_over
+from pipelines.decode import DecodedImage, ShrinkHint, decode, decode_cost, read_header
 from pipelines.encode import MEDIA_TYPES, FormatName, encode
 from pipelines.errors import DeadlineExceeded
 from pipelines.limits import Limits
@@ -31,29 +38,82 @@ class ProcessedImage:
     elapsed_ms: float
 
 
+def _shrink_hint(spec: PipelineSpec) -> ShrinkHint | None:
+    # Shrink-on-load only when a resize comes first: later steps then see only its output.
+    first = spec.steps[0] if spec.steps else None
+    return first.decode_hint if isinstance(first, ResizeStep) else None
+
+
+def estimate(
+    spec: PipelineSpec, width: int, height: int, source_format: str | None = None
+) -> Estimate:
+    """The work `spec` costs on an upright width x height `source_format` image: the decode
+    (at the size shrink-on-load gives), each step at the size the one before leaves, the
+    encode of the result. An unknown format is priced as the dearest decoder."""
+    work, dec_w, dec_h = decode_cost(source_format, width, height, _shrink_hint(spec))
+    steps = list(spec.steps)
+    if steps and isinstance(steps[0], ResizeStep):
+        steps[0] = steps[0].pinned(width, height)
+    priced = price_steps(steps, dec_w, dec_h)
+    fmt = spec.output(source_format or "")[0]  # an unknown source encodes as PNG
+    encoded = encode_cost(fmt, priced.width, priced.height)
+    parts = (
+        Part("decode", work, "file"),
+        *priced.parts,
+        Part("encode", encoded.work, "format"),
+    )
+    return Estimate(parts, priced.width, priced.height)
+
+
+def check_cost(
+    spec: PipelineSpec,
+    width: int,
+    height: int,
+    limits: Limits,
+    *,
+    source_format: str | None = None,
+) -> Estimate:
+    """`spec`'s estimate on a width x height source, or 422 `too_costly` over
+    `limits.max_work`, naming the field of its costliest part. Every front door (the POST
+    routes, batch items, handle calls, the URL API) meets it inside `run_pipeline`; call it
+    directly to refuse even earlier."""
+    return refuse_over(estimate(spec, width, height, source_format), limits.max_work)
+
+
 def run_pipeline(
-    data: bytes, spec: PipelineSpec, limits: Limits, *, deadline: float | None = None
+    data: bytes,
+    spec: PipelineSpec,
+    limits: Limits,
+    *,
+    deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> ProcessedImage:
-    """`deadline` is a `time.monotonic()` value; checked between steps."""
+    """`deadline` is a `time.monotonic()` value, checked between steps, as is `stop` (set when
+    the request was answered or its client left)."""
     started = time.monotonic()
     if deadline is None:
         deadline = started + limits.pipeline_timeout_s
-    # Shrink-on-load only when a resize comes first: later steps then see only its output.
-    first = spec.steps[0] if spec.steps else None
-    hint = first.decode_hint if isinstance(first, ResizeStep) else None
-    decoded = open_image(data, limits, shrink_to=hint)
+    header = read_header(data, limits)
+    check_cost(spec, header.width, header.height, limits, source_format=header.format)
+    decoded = decode(header, shrink_to=_shrink_hint(spec))
     img = decoded.image
     steps = list(spec.steps)
+    first = steps[0] if steps else None
     if isinstance(first, ResizeStep):
         steps[0] = first.pinned(decoded.width, decoded.height)
     for index, step in enumerate(steps):
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(f"the pipeline ran out of time before step {index}")
+        _check_time(deadline, stop, f"before step {index}")
         img = OPERATIONS[step.op](img, step, limits)
-    if time.monotonic() > deadline:
-        raise DeadlineExceeded("the pipeline ran out of time before encoding")
+    _check_time(deadline, stop, "before encoding")
     fmt, quality = spec.output(decoded.format)
     return finish(img, decoded, fmt, quality, started)
+
+
+def _check_time(deadline: float, stop: threading.Event | None, where: str) -> None:
+    if stop is not None and stop.is_set():
+        raise DeadlineExceeded(f"the request was given up {where}", code="cancelled")
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded(f"the pipeline ran out of time {where}")
 
 
 def finish(
