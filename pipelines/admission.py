@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from pipelines.cost import Estimate, Part, StepCost, refuse_over
-from pipelines.decode import decode_cost
+from pipelines.decode import Header, decode_cost, open_image
 from pipelines.detection import DetectParams
 from pipelines.faces import FaceParams
 from pipelines.limits import Limits
 from pipelines.pipeline import estimate
-from pipelines.sizing import side_hint
+from pipelines.sizing import ModelImage, fit_side, working
 from pipelines.tasks import TaskPipeline
 
 
@@ -46,7 +48,7 @@ def estimate_model(
     parts = []
     if source_format is not None:
         side = step.working_side()
-        work, _, _ = decode_cost(source_format, width, height, lambda w, h: side_hint(side))
+        work, _, _ = decode_cost(source_format, width, height, lambda w, h: fit_side(w, h, side))
         parts.append(Part("decode", work, "file"))
     priced = step.cost(width, height)
     parts.append(Part(model_op(step), priced.work, priced.field))
@@ -92,3 +94,17 @@ def check_task_cost(
     """A batch item's price, or 422 `too_costly`: checked for every image when the batch is
     submitted, before anything is stored."""
     return refuse_over(estimate_task(pipeline, width, height, source_format), limits.max_work)
+
+
+def decode_for_model(data: bytes, step: ModelStep, limits: Limits) -> ModelImage:
+    """`data` decoded for `step`'s model: the call priced from the header (decode and model)
+    and refused over the limit before any pixel decodes, then decoded straight to about the
+    working size (JPEG shrink-on-load) and brought to it."""
+    side = step.working_side()
+
+    def admit(header: Header) -> Estimate:
+        return check_model_cost(step, header.width, header.height, limits, header.format)
+
+    decoded = open_image(data, limits, shrink_to=lambda w, h: fit_side(w, h, side), admit=admit)
+    pixels = np.asarray(decoded.image.convert("RGB"))
+    return working(ModelImage(pixels, decoded.width, decoded.height), side)

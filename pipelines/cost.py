@@ -49,6 +49,12 @@ class Costed(Protocol):
     def cost(self, width: int, height: int) -> StepCost: ...
 
 
+# Seconds one work unit takes on one core of the machine the figures were measured on (a 2-core
+# x86 VM: bench/COST.md). Used to place and admit work (deployments/killable.py), not to limit
+# it: LIMITS_MAX_WORK is in work units, so a faster machine admits the same requests.
+SECONDS_PER_WORK_UNIT = 0.0033
+
+
 def megapixels(width: int, height: int) -> float:
     return width * height / 1_000_000
 

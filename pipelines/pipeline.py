@@ -109,6 +109,18 @@ def run_pipeline(
     return finish(img, decoded, fmt, quality, started)
 
 
+def run_within(
+    data: bytes,
+    spec: PipelineSpec,
+    limits: Limits,
+    timeout_s: float,
+    stop: threading.Event | None = None,
+) -> ProcessedImage:
+    """`run_pipeline` with `timeout_s` from now: what a worker thread or child runs (a
+    monotonic deadline means nothing across machines; seconds left does)."""
+    return run_pipeline(data, spec, limits, deadline=time.monotonic() + timeout_s, stop=stop)
+
+
 def _check_time(deadline: float, stop: threading.Event | None, where: str) -> None:
     if stop is not None and stop.is_set():
         raise DeadlineExceeded(f"the request was given up {where}", code="cancelled")

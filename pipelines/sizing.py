@@ -78,11 +78,6 @@ def fit_side(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def side_hint(max_side: int) -> tuple[int, int]:
-    """A decode hint (see decode.open_image's shrink_to) for a box of max_side x max_side."""
-    return max_side, max_side
-
-
 def working(image: np.ndarray | ModelImage, max_side: int) -> ModelImage:
     """`image` at most `max_side` on its longest side (area-averaged, as a camera would see
     it smaller), still standing for the same source."""

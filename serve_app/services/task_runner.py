@@ -34,7 +34,7 @@ from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Unavailable
 from serve_app.services.ai import AiService
-from serve_app.services.build import build_services
+from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
@@ -236,6 +236,10 @@ class TaskRunner:
         self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """`user_config: {limits: {...}}`, live, like every deployment that applies limits."""
+        reconfigure_limits(self.worker.images, get_settings(), config)
 
     def _ensure_sweeper(self) -> None:
         """The sweep loop runs on the replica's event loop; (re)start it when it is not."""
