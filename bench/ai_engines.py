@@ -59,6 +59,14 @@ def page() -> bytes:
     return _jpeg(img)
 
 
+def page_image(side: int) -> np.ndarray:
+    """The benchmark's page of text, scaled so its longest side is `side` (RGB array)."""
+    img = Image.open(io.BytesIO(page())).convert("RGB")
+    scale = side / max(img.size)
+    size = (round(img.width * scale), round(img.height * scale))
+    return np.asarray(img.resize(size, Image.Resampling.LANCZOS))
+
+
 def portrait() -> bytes:
     load: Callable[[], np.ndarray] = skdata.astronaut
     return _jpeg(Image.fromarray(load()).resize((800, 800), Image.Resampling.LANCZOS))

@@ -42,6 +42,9 @@ R = TypeVar("R", FacesResult, OcrResult)
 # A failed load is tried again after this long, not on every request (a missing file fails
 # every time; a passing cause such as memory pressure may clear).
 LOAD_RETRY_S = 60.0
+# A first load (torch and a model: seconds, more on a busy machine) is not a request's work:
+# it gets its own time, not the request's deadline.
+LOAD_TIMEOUT_S = 300.0
 
 
 @dataclass
@@ -139,8 +142,15 @@ class EngineHost(Generic[P, R]):
         metrics.observe_estimate(estimate)
         # Send the child no more pixels than the engine will look at.
         source = working(source, checked.working_side())
+        if not state.loaded:
+            await self._load(name, state)
         deadline = deadline_after(self.limits, timeout_s)
-        started = time.monotonic()
+        work, detail = estimate.total, False
+        if isinstance(checked, OcrParams):  # the optional detail pass, if it fits the limit
+            extra = checked.detail_cost(source.source_width, source.source_height)
+            detail = extra > 0 and work + extra <= self.limits.max_work
+            work += extra if detail else 0.0
+        started, kills = time.monotonic(), self.pool.kills
         try:
             result, loaded = await self.pool.run(
                 engines.run,
@@ -149,12 +159,17 @@ class EngineHost(Generic[P, R]):
                 self.threads,
                 source,
                 checked,
+                detail,
                 deadline=deadline,
-                work=estimate.total,
+                work=work,
             )
         except ModelUnavailable as exc:
             state.error, state.failed_at, state.loaded = exc.message, time.monotonic(), False
             raise
+        finally:
+            if self.pool.kills != kills:  # a fresh child holds only the default engine
+                for other, other_state in self.state.items():
+                    other_state.loaded = other_state.loaded and other == self.default_engine
         state.error = None
         state.loaded = True
         if loaded is not None:
@@ -162,6 +177,23 @@ class EngineHost(Generic[P, R]):
         metrics.observe(model_op(checked), time.monotonic() - started)
         out: R = result  # type: ignore[assignment]  # the family's engines return R
         return out
+
+    async def _load(self, name: str, state: EngineState) -> None:
+        try:
+            seconds = await self.pool.run(
+                engines.load,
+                self.family,
+                name,
+                self.threads,
+                deadline=time.monotonic() + LOAD_TIMEOUT_S,
+            )
+        except ModelUnavailable as exc:
+            state.error, state.failed_at = exc.message, time.monotonic()
+            log.error("%s could not be loaded: %s", state.title, exc.message)
+            raise
+        state.loaded, state.error = True, None
+        if seconds is not None:
+            state.load_seconds = round(seconds, 2)
 
     def check_health(self) -> None:
         check_memory()

@@ -52,8 +52,8 @@ def ocr_confidence() -> metrics.Histogram:
     )
 
 
-# Work units (pipelines/cost.py): a thumbnail of a 2 MP JPEG is ~20, LIMITS_MAX_WORK 6000.
-WORK_BUCKETS = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 6000.0, 10000.0, 30000.0]
+# Work units (pipelines/cost.py): a thumbnail of a 2 MP JPEG is ~5, LIMITS_MAX_WORK 5000.
+WORK_BUCKETS = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0]
 
 
 @cache

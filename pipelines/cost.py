@@ -52,7 +52,7 @@ class Costed(Protocol):
 # Seconds one work unit takes on one core of the machine the figures were measured on (a 2-core
 # x86 VM: bench/COST.md). Used to place and admit work (deployments/killable.py), not to limit
 # it: LIMITS_MAX_WORK is in work units, so a faster machine admits the same requests.
-SECONDS_PER_WORK_UNIT = 0.0033
+SECONDS_PER_WORK_UNIT = 0.0035
 
 
 def megapixels(width: int, height: int) -> float:
@@ -62,13 +62,13 @@ def megapixels(width: int, height: int) -> float:
 # --- encoding, per megapixel of the result (bench/cost_calibration.py, "encode") -------------
 # The formats the URL API adds take the fallback until they get a measured figure here.
 ENCODE_WORK_PER_MP: dict[str, float] = {
-    "jpeg": 6.0,
-    "png": 30.0,
-    "webp": 40.0,
-    "bmp": 1.5,
-    "tiff": 2.0,
+    "jpeg": 2.0,
+    "png": 140.0,  # zlib on a photo: the dearest encoder by far
+    "webp": 35.0,
+    "bmp": 1.0,
+    "tiff": 1.0,
 }
-ENCODE_FALLBACK_PER_MP = 60.0
+ENCODE_FALLBACK_PER_MP = 150.0
 
 
 def encode_cost(fmt: str, width: int, height: int) -> StepCost:

@@ -194,15 +194,15 @@ def shrunk_size(fmt: str, width: int, height: int, shrink_to: ShrinkHint | None)
 # reads every coefficient whatever the scale; its inverse DCT and colour conversion run only on
 # the pixels it produces, so shrink-on-load pays the second part at the reduced size.
 DECODE_WORK_PER_MP: dict[str, float] = {
-    "PNG": 25.0,
-    "WEBP": 20.0,
-    "GIF": 8.0,
-    "BMP": 1.5,
-    "TIFF": 4.0,
+    "PNG": 15.0,
+    "WEBP": 7.0,
+    "GIF": 3.5,
+    "BMP": 1.0,
+    "TIFF": 1.0,
 }
 DECODE_FALLBACK_PER_MP = 25.0
-JPEG_ENTROPY_PER_SOURCE_MP = 4.0
-JPEG_PIXELS_PER_DECODED_MP = 6.0
+JPEG_ENTROPY_PER_SOURCE_MP = 1.0
+JPEG_PIXELS_PER_DECODED_MP = 1.2
 
 
 def decode_cost(

@@ -65,11 +65,13 @@ def run(
     threads: int,
     image: ModelImage,
     params: FaceParams | OcrParams,
+    detail: bool = True,
 ) -> tuple[FacesResult | OcrResult, float | None]:
-    """One call of engine `name`: (its result, the seconds a first load took, else None)."""
+    """One call of engine `name`: (its result, the seconds a first load took, else None).
+    `detail`: OCR's detail pass may run (it fits the request's budget)."""
     loaded = load(family, name, threads)
     _set_threads(threads)
     engine = _loaded[family, name]
     if isinstance(params, OcrParams):
-        return engine.read(image, params.lang), loaded
+        return engine.read(image, params.lang, detail=detail), loaded
     return engine.detect(image, params), loaded

@@ -26,8 +26,8 @@ DEFAULT_ENGINE: FaceEngineName = "haar"
 # "models"). Haar scans a pyramid whose levels shrink by scale_factor, starting where its 24 px
 # window matches min_size; MTCNN's first network scans a pyramid (factor 0.709) starting where
 # its 12 px window matches min_size, so a small min_size enlarges the image it scans.
-HAAR_WORK_PER_MP = 90.0
-MTCNN_WORK_PER_MP = 60.0
+HAAR_WORK_PER_MP = 160.0
+MTCNN_WORK_PER_MP = 90.0
 HAAR_WINDOW = 24
 MTCNN_WINDOW = 12
 

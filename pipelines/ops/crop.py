@@ -18,7 +18,7 @@ from pipelines.ops.registry import register
 
 # Work per megapixel (bench/cost_calibration.py, "crop"): a copy of the window; smart gravity
 # scores a small copy of the whole image first.
-CROP_WORK_PER_RESULT_MP = 1.0
+CROP_WORK_PER_RESULT_MP = 0.5
 SMART_WORK_PER_SOURCE_MP = 2.0
 
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")

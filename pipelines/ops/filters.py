@@ -20,12 +20,11 @@ from pipelines.ops.registry import register
 
 # Work per megapixel (bench/cost_calibration.py, "filter"). Pillow's median keeps a size x size
 # window per pixel, so its price grows with the kernel's area; box and gaussian blurs run
-# sliding sums, nearly flat in the radius, with a small term for the rows and columns a large
-# radius pads; the 3x3 kernels pay a padded copy and one convolution.
-KERNEL_WORK_PER_MP = 12.0
-BLUR_WORK_PER_MP = 10.0
-BLUR_WORK_PER_MP_PER_RADIUS = 0.1
-MEDIAN_WORK_PER_MP_PER_AREA = 9.0
+# sliding sums, flat in the radius as measured (r=2 and r=50 cost the same; gaussian is three
+# box passes); the 3x3 kernels pay a padded copy and one convolution.
+KERNEL_WORK_PER_MP = 18.0
+BLUR_WORK_PER_MP = {"blur": 9.0, "gaussian": 20.0}
+MEDIAN_WORK_PER_MP_PER_AREA = 10.0
 RGBA_SPLIT_WORK_PER_MP = 4.0
 
 FilterName = Literal["blur", "sharpen", "edge", "gaussian", "median", "emboss", "contour"]
@@ -52,7 +51,7 @@ class FilterStep(BaseModel):
         if self.name == "median":
             per_mp, field = MEDIAN_WORK_PER_MP_PER_AREA * self.size * self.size, "size"
         elif self.name in ("blur", "gaussian"):
-            per_mp, field = BLUR_WORK_PER_MP + BLUR_WORK_PER_MP_PER_RADIUS * self.radius, "radius"
+            per_mp, field = BLUR_WORK_PER_MP[self.name], "radius"
         else:
             per_mp = KERNEL_WORK_PER_MP
         # An RGBA source is split and put back together around the filter (`apply`); the

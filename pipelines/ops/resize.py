@@ -24,8 +24,8 @@ ResizeMode = Literal["fit", "exact", "fill"]
 # Work per megapixel (bench/cost_calibration.py, "resize"): the box reduce reads every source
 # pixel, Lanczos writes every result pixel; smart gravity adds a pass over a small copy, which
 # costs a thumbnail of the source.
-RESIZE_WORK_PER_SOURCE_MP = 2.0
-RESIZE_WORK_PER_RESULT_MP = 12.0
+RESIZE_WORK_PER_SOURCE_MP = 1.5
+RESIZE_WORK_PER_RESULT_MP = 9.0
 SMART_WORK_PER_SOURCE_MP = 2.0
 
 
