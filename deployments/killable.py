@@ -154,11 +154,14 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [worker.pid for worker in self._workers]
 
+    def ahead_s(self) -> float:
+        """Estimated seconds of work already running or waiting here."""
+        now = time.monotonic()
+        return sum(max(0.0, end - now) for end in self._running.values()) + self._queued_s
+
     def predicted_end(self, seconds: float) -> float:
         """When a call estimated at `seconds` would end if admitted now."""
-        now = time.monotonic()
-        ahead = sum(max(0.0, end - now) for end in self._running.values()) + self._queued_s
-        return now + (ahead / self.size + seconds) * self.pace
+        return time.monotonic() + (self.ahead_s() / self.size + seconds) * self.pace
 
     async def run(
         self,
@@ -169,9 +172,12 @@ class WorkerPool:
     ) -> T:
         """`fn(*args)` in a child; DeadlineExceeded (504) and the child killed if `deadline`
         (time.monotonic()) passes first, the child killed too if this coroutine is cancelled.
-        `work` (cost units) decides admission: Overloaded (503) when it would end too late."""
+        `work` (cost units) decides admission: Overloaded (503) when the work ahead of it would
+        make it end too late."""
         seconds = work * SECONDS_PER_WORK_UNIT
-        if self.predicted_end(seconds) > deadline:
+        # Refused only for the work queued ahead of it: alone, a call runs and its deadline
+        # decides (LIMITS_MAX_WORK, not this, bounds what one call may cost).
+        if self.ahead_s() > 0 and self.predicted_end(seconds) > deadline:
             raise Overloaded("the workers for expensive image work are busy; try again shortly")
         idle = self._queue()
         self._queued_s += seconds

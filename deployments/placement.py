@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from deployments import metrics
 from deployments.killable import WorkerPool
 from pipelines.cost import Estimate
-from pipelines.decode import read_header
+from pipelines.decode import Header, read_header
 from pipelines.errors import DeadlineExceeded
 from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage, check_cost, run_within
@@ -35,9 +36,17 @@ T = TypeVar("T")
 INLINE_MAX_WORK = 150.0
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """A request's header and price, read once and handed to whoever runs it."""
+
+    header: Header
+    estimate: Estimate
+
+
 def admit_pipeline(
     data: bytes, spec: PipelineSpec, limits: Limits, *, record: bool = True
-) -> Estimate:
+) -> Admitted:
     """`spec`'s price on `data`, from its header alone: 413/415/400 for what the limits refuse
     outright, 422 too_costly over LIMITS_MAX_WORK. `record`: export it as the admitted-cost
     metric (once per request, by whoever runs it)."""
@@ -45,7 +54,7 @@ def admit_pipeline(
     estimate = check_cost(spec, header.width, header.height, limits, source_format=header.format)
     if record:
         metrics.observe_estimate(estimate)
-    return estimate
+    return Admitted(header, estimate)
 
 
 def operation_name(spec: PipelineSpec) -> str:
@@ -103,7 +112,7 @@ async def process_placed(
     pool: WorkerPool,
 ) -> ProcessedImage:
     """Admit (price and check), then run one pipeline where its price says, timed."""
-    estimate = admit_pipeline(data, spec, limits)
+    estimate = admit_pipeline(data, spec, limits).estimate
     started = time.monotonic()
     if estimate.total <= INLINE_MAX_WORK:
         result = await in_thread(

@@ -25,11 +25,11 @@ DEFAULT_ENGINE: FaceEngineName = "haar"
 # Work per megapixel of the working image at the default parameters (bench/cost_calibration.py,
 # "models"). Haar scans a pyramid whose levels shrink by scale_factor, starting where its 24 px
 # window matches min_size; MTCNN's first network scans a pyramid (factor 0.709) starting where
-# its 12 px window matches min_size, so a small min_size enlarges the image it scans.
+# its 12 px window matches min_size, so a small min_size enlarges the image it scans. Both are
+# priced relative to min_size 30 as (30 / min_size)^2.
 HAAR_WORK_PER_MP = 160.0
 MTCNN_WORK_PER_MP = 90.0
-HAAR_WINDOW = 24
-MTCNN_WINDOW = 12
+MIN_WORKING_FACE = 24
 
 
 def _pyramid(step: float) -> float:
@@ -48,13 +48,17 @@ class FaceParams(BaseModel):
         return FACES_MAX_SIDE
 
     def working_min_size(self, scale: float) -> int:
-        """min_size on an image scaled by `scale` (working / source pixels)."""
-        window = HAAR_WINDOW if (self.engine or DEFAULT_ENGINE) == "haar" else MTCNN_WINDOW
-        return max(window, round(self.min_size * scale))
+        """min_size on an image scaled by `scale` (working / source pixels). On a shrunk image
+        a face must still span `MIN_WORKING_FACE` px: below that neither engine finds faces
+        reliably, and MTCNN would enlarge its pyramid to look (the cost of a 27 MP photo
+        would come back)."""
+        if scale >= 1.0:
+            return self.min_size
+        return max(MIN_WORKING_FACE, round(self.min_size * scale))
 
     def cost(self, width: int, height: int) -> StepCost:
         w, h = fit_side(width, height, FACES_MAX_SIDE)
-        smallest = self.working_min_size(w / width)
+        smallest = max(4, self.working_min_size(w / width))
         if (self.engine or DEFAULT_ENGINE) == "haar":
             # Relative to the defaults: scale_factor 1.1 and a 30 px min_size.
             levels = _pyramid(self.scale_factor) / _pyramid(1.1)

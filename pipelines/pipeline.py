@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from PIL import Image
 
 from pipelines.cost import Estimate, Part, encode_cost, price_steps, refuse_over
-from pipelines.decode import DecodedImage, ShrinkHint, decode, decode_cost, read_header
+from pipelines.decode import (
+    DecodedImage,
+    Header,
+    ShrinkHint,
+    decode,
+    decode_cost,
+    read_header,
+)
 from pipelines.encode import MEDIA_TYPES, FormatName, encode
 from pipelines.errors import DeadlineExceeded
 from pipelines.limits import Limits
@@ -87,13 +94,16 @@ def run_pipeline(
     *,
     deadline: float | None = None,
     stop: threading.Event | None = None,
+    header: Header | None = None,
 ) -> ProcessedImage:
     """`deadline` is a `time.monotonic()` value, checked between steps, as is `stop` (set when
-    the request was answered or its client left)."""
+    the request was answered or its client left). `header`: `data`'s, when the caller has
+    already read it (it is checked and priced again all the same)."""
     started = time.monotonic()
     if deadline is None:
         deadline = started + limits.pipeline_timeout_s
-    header = read_header(data, limits)
+    if header is None:
+        header = read_header(data, limits)
     check_cost(spec, header.width, header.height, limits, source_format=header.format)
     decoded = decode(header, shrink_to=_shrink_hint(spec))
     img = decoded.image
@@ -115,10 +125,12 @@ def run_within(
     limits: Limits,
     timeout_s: float,
     stop: threading.Event | None = None,
+    header: Header | None = None,
 ) -> ProcessedImage:
     """`run_pipeline` with `timeout_s` from now: what a worker thread or child runs (a
     monotonic deadline means nothing across machines; seconds left does)."""
-    return run_pipeline(data, spec, limits, deadline=time.monotonic() + timeout_s, stop=stop)
+    deadline = time.monotonic() + timeout_s
+    return run_pipeline(data, spec, limits, deadline=deadline, stop=stop, header=header)
 
 
 def _check_time(deadline: float, stop: threading.Event | None, where: str) -> None:

@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from ray.serve.handle import DeploymentHandle
 
 from deployments import metrics
-from deployments.placement import INLINE_MAX_WORK, admit_pipeline, in_thread, operation_name
+from deployments.placement import (
+    INLINE_MAX_WORK,
+    Admitted,
+    admit_pipeline,
+    in_thread,
+    operation_name,
+)
 from pipelines.admission import check_task_cost
 from pipelines.analysis import decode_estimate, image_info, probe
 from pipelines.decode import read_header
@@ -39,6 +47,7 @@ T = TypeVar("T")
 # How long past the deadline the ingress waits for the Preprocessor's own 504 (it keeps the
 # same deadline, so its answer normally comes first) before answering 504 itself.
 HOP_GRACE_S = 1.0
+ADMITTED_KEPT = 16  # each holds its request's bytes until run
 
 
 class ImageWork(Protocol):
@@ -71,6 +80,25 @@ class LocalImageWork:
         self.capacity = threads + max_queued
         self.pending = 0  # only touched on the event loop
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="image-work")
+        # Requests a dispatcher already priced (InlineFirst.doer), so that the header is read
+        # once per request: by (id(data), id(spec)), bounded, used on the event loop only.
+        self.admitted: OrderedDict[tuple[int, int], tuple[bytes, PipelineSpec, Admitted]] = (
+            OrderedDict()
+        )
+
+    def admit(self, data: bytes, spec: PipelineSpec, *, record: bool) -> Admitted:
+        key = (id(data), id(spec))
+        kept = self.admitted.pop(key, None)
+        if kept is not None and kept[0] is data and kept[1] is spec:
+            if record:
+                metrics.observe_estimate(kept[2].estimate)
+            return kept[2]
+        admitted = admit_pipeline(data, spec, self.limits, record=record)
+        if not record:  # priced for a dispatcher: whoever runs it comes back for it
+            self.admitted[key] = (data, spec, admitted)
+            while len(self.admitted) > ADMITTED_KEPT:
+                self.admitted.popitem(last=False)
+        return admitted
 
     async def _run(self, fn: Any, *args: Any, deadline: float, stoppable: bool = False) -> Any:
         if self.pending >= self.capacity:
@@ -87,10 +115,10 @@ class LocalImageWork:
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)
         deadline = deadline_after(self.limits)
-        admit_pipeline(data, spec, self.limits)
+        admitted = self.admit(data, spec, record=True)
         started = time.monotonic()
         result: ProcessedImage = await self._run(
-            run_within,
+            partial(run_within, header=admitted.header),
             data,
             spec,
             self.limits,
@@ -118,12 +146,11 @@ def holds_the_gil(spec: PipelineSpec) -> bool:
     return any(isinstance(step, FilterStep) and step.holds_the_gil for step in spec.steps)
 
 
-def expensive(spec: PipelineSpec, data: bytes, limits: Limits) -> bool:
+def expensive(spec: PipelineSpec, data: bytes, local: LocalImageWork) -> bool:
     """Whether `spec` on `data` should run where it can be killed: its price from the header
     (too_costly and the other limits refuse here already), or a step that holds the GIL."""
-    if holds_the_gil(spec):
-        return True
-    return admit_pipeline(data, spec, limits, record=False).total > INLINE_MAX_WORK
+    priced = local.admit(data, spec, record=False).estimate  # refuses before any hop
+    return holds_the_gil(spec) or priced.total > INLINE_MAX_WORK
 
 
 class InlineFirst:
@@ -138,11 +165,12 @@ class InlineFirst:
         self.remote = remote
 
     def doer(self, spec: PipelineSpec, data: bytes | None = None) -> ImageWork:
-        if holds_the_gil(spec):
-            return self.remote
-        if data is not None and expensive(spec, data, self.local.limits):
-            return self.remote
-        return self.local
+        if data is not None:
+            if expensive(spec, data, self.local):
+                self.local.admitted.pop((id(data), id(spec)), None)  # priced again over there
+                return self.remote
+            return self.local
+        return self.remote if holds_the_gil(spec) else self.local
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         return await self.doer(spec, data).process(data, spec)
