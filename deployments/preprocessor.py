@@ -59,6 +59,7 @@ class Preprocessor:
         self.base_limits = Limits.model_validate(limits or {})
         self.limits = self.base_limits.model_copy()
         self.pool = WorkerPool(workers, preload=PRELOAD)
+        self.pool.warm()  # started now, not on the first expensive request
         self.threads = ThreadPoolExecutor(threads, thread_name_prefix="image-work")
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -66,6 +67,7 @@ class Preprocessor:
         workers = int(config.get("workers", self.pool.size))
         if workers != self.pool.size:
             old, self.pool = self.pool, WorkerPool(workers, preload=PRELOAD)
+            self.pool.warm()
             old.close()
 
     async def process(
