@@ -8,8 +8,12 @@ it cannot be stopped; a process can. So a deployment sends its expensive calls h
 - a call whose deadline passes, or whose asyncio caller is cancelled (Serve cancels a request
   whose client disconnected, and propagates that through handles), gets its process SIGKILLed
   at once and a fresh one started in its place;
-- a call that would not finish before its deadline, judged from its estimate and the work
-  already waiting, is refused at once with 503 `overloaded` rather than queued to die later;
+- at most one expensive call per core computes at once on the machine, across every replica
+  (`NodeSlots`: flock'ed files, released by the kernel if a replica dies); an expensive call
+  that finds them all taken is refused at once with 503 `overloaded` and Retry-After, as is one
+  that the work queued ahead of it here would make late: shed now, not left to time out
+  later (with every core already computing, it could only slow the others past their
+  deadlines);
 - the children run at a lower CPU priority (nice), so the cheap work of the same machine (the
   ingress's thumbnails) keeps its latency while they compute.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import importlib
 import logging
 import os
@@ -37,10 +42,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.cost import SECONDS_PER_WORK_UNIT
@@ -51,6 +58,37 @@ T = TypeVar("T")
 
 CHILD_NICE = 10
 _PR_SET_PDEATHSIG = 1
+# Calls priced at least this (work units, ~0.5 s of one core) take a node slot; cheaper ones
+# (a Haar look at a small photo) run without one.
+SLOT_MIN_WORK = 150.0
+
+
+class NodeSlots:
+    """At most `count` expensive calls at once on this machine, whichever replica runs them:
+    slot i is an exclusive flock on a file in `folder`. IMAGE_WORK_SLOTS (default: the CPU
+    count) and IMAGE_WORK_SLOTS_DIR set them; the kernel frees a dead holder's slot."""
+
+    def __init__(self, count: int | None = None, folder: Path | None = None) -> None:
+        self.count = count or int(os.environ.get("IMAGE_WORK_SLOTS", 0)) or os.cpu_count() or 1
+        default = Path(tempfile.gettempdir()) / f"image-work-slots-{os.getuid()}"
+        self.folder = folder or Path(os.environ.get("IMAGE_WORK_SLOTS_DIR", default))
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def take(self) -> int | None:
+        """A held slot's file descriptor, or None when every slot is taken."""
+        for index in range(self.count):
+            fd = os.open(self.folder / f"slot-{index}", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return fd
+        return None
+
+    @staticmethod
+    def give_back(fd: int) -> None:
+        os.close(fd)  # closing the descriptor drops the lock
 
 
 Call = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -104,8 +142,10 @@ class WorkerPool:
         preload: Sequence[str] = (),
         init: Call | None = None,
         nice: int = CHILD_NICE,
+        slots: NodeSlots | None = None,
     ) -> None:
         self.size = size
+        self.slots = slots or NodeSlots()
         self.preload = tuple(preload)
         self.init = init  # run by every child as it starts, no answer awaited
         self.nice = nice
@@ -175,10 +215,22 @@ class WorkerPool:
         `work` (cost units) decides admission: Overloaded (503) when the work ahead of it would
         make it end too late."""
         seconds = work * SECONDS_PER_WORK_UNIT
-        # Refused only for the work queued ahead of it: alone, a call runs and its deadline
+        # Refused for the work queued ahead of it here: alone, a call runs and its deadline
         # decides (LIMITS_MAX_WORK, not this, bounds what one call may cost).
         if self.ahead_s() > 0 and self.predicted_end(seconds) > deadline:
             raise Overloaded("the workers for expensive image work are busy; try again shortly")
+        slot = self.slots.take() if work >= SLOT_MIN_WORK else None
+        if work >= SLOT_MIN_WORK and slot is None:
+            raise Overloaded("every core is busy with expensive image work; try again shortly")
+        try:
+            return await self._run(fn, args, deadline, seconds)
+        finally:
+            if slot is not None:
+                self.slots.give_back(slot)
+
+    async def _run(
+        self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float, seconds: float
+    ) -> T:
         idle = self._queue()
         self._queued_s += seconds
         try:

@@ -7,18 +7,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psutil
 import pytest
 
-from deployments.killable import WorkerPool
+from deployments.killable import NodeSlots, WorkerPool
 from pipelines.errors import DeadlineExceeded, InvalidParameter, Overloaded
 from tests.serve_app import slow_work
 
 
 @pytest.fixture
-async def pool() -> AsyncIterator[WorkerPool]:
-    workers = WorkerPool(1, preload=("tests.serve_app.slow_work",))
+def slots(tmp_path: Path) -> NodeSlots:
+    return NodeSlots(1, tmp_path)  # this test's own machine-wide slot
+
+
+@pytest.fixture
+async def pool(slots: NodeSlots) -> AsyncIterator[WorkerPool]:
+    workers = WorkerPool(1, preload=("tests.serve_app.slow_work",), slots=slots)
     workers.warm()
     yield workers
     workers.close()
@@ -82,6 +88,27 @@ async def test_work_that_the_queue_would_make_late_is_refused_at_once(pool: Work
     assert await pool.run(slow_work.pid, deadline=time.monotonic() + 30, work=1e9)
 
 
+async def test_expensive_calls_share_the_machines_slots_across_pools(
+    pool: WorkerPool, slots: NodeSlots
+) -> None:
+    """Another replica's pool on the same machine: with every core's slot taken by expensive
+    work, its expensive call is shed at once; a cheap one still runs."""
+    other = WorkerPool(1, preload=("tests.serve_app.slow_work",), slots=slots)
+    try:
+        busy = asyncio.create_task(
+            pool.run(slow_work.spin, 1.5, deadline=time.monotonic() + 30, work=400.0)
+        )
+        await asyncio.sleep(0.2)
+        with pytest.raises(Overloaded, match="every core"):
+            await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=400.0)
+        assert await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=10.0)
+        await busy
+        # The slot is free again once the call ended.
+        assert await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=400.0)
+    finally:
+        other.close()
+
+
 def test_children_die_with_their_replica() -> None:
     """A replica killed outright (Serve replacing it, kill -9) takes its children along, even
     mid-call."""
@@ -90,7 +117,7 @@ def test_children_die_with_their_replica() -> None:
 
     code = (
         "import asyncio, sys, time\n"
-        "from deployments.killable import WorkerPool\n"
+        "from deployments.killable import NodeSlots, WorkerPool\n"
         "from tests.serve_app import slow_work\n"
         "async def main():\n"
         "    pool = WorkerPool(1, preload=('tests.serve_app.slow_work',))\n"
