@@ -10,10 +10,10 @@ it cannot be stopped; a process can. So a deployment sends its expensive calls h
   at once and a fresh one started in its place;
 - at most one expensive call per core computes at once on the machine, across every replica
   (`NodeSlots`: flock'ed files, released by the kernel if a replica dies); an expensive call
-  that finds them all taken is refused at once with 503 `overloaded` and Retry-After, as is one
-  that the work queued ahead of it here would make late: shed now, not left to time out
-  later (with every core already computing, it could only slow the others past their
-  deadlines);
+  waits for one only while it could still finish by its deadline, and is then refused with 503
+  `overloaded` and Retry-After before anything started, as is one that the work queued ahead
+  of it here would make late: shed, not left to time out (with every core computing, it could
+  only slow the others past their deadlines);
 - the children run at a lower CPU priority (nice), so the cheap work of the same machine (the
   ingress's thumbnails) keeps its latency while they compute.
 
@@ -61,6 +61,7 @@ _PR_SET_PDEATHSIG = 1
 # Calls priced at least this (work units, ~0.5 s of one core) take a node slot; cheaper ones
 # (a Haar look at a small photo) run without one.
 SLOT_MIN_WORK = 150.0
+SLOT_POLL_S = 0.05
 
 
 class NodeSlots:
@@ -219,14 +220,21 @@ class WorkerPool:
         # decides (LIMITS_MAX_WORK, not this, bounds what one call may cost).
         if self.ahead_s() > 0 and self.predicted_end(seconds) > deadline:
             raise Overloaded("the workers for expensive image work are busy; try again shortly")
-        slot = self.slots.take() if work >= SLOT_MIN_WORK else None
-        if work >= SLOT_MIN_WORK and slot is None:
-            raise Overloaded("every core is busy with expensive image work; try again shortly")
+        slot = await self._slot(deadline, seconds) if work >= SLOT_MIN_WORK else None
         try:
             return await self._run(fn, args, deadline, seconds)
         finally:
             if slot is not None:
                 self.slots.give_back(slot)
+
+    async def _slot(self, deadline: float, seconds: float) -> int:
+        """A node slot, waited for while the call could still finish by its deadline once it
+        starts (a batch item waits its turn); past that, 503 before anything started."""
+        while (slot := self.slots.take()) is None:
+            if time.monotonic() + SLOT_POLL_S + seconds * self.pace > deadline:
+                raise Overloaded("every core is busy with expensive image work; try again shortly")
+            await asyncio.sleep(SLOT_POLL_S)
+        return slot
 
     async def _run(
         self, fn: Callable[..., T], args: tuple[Any, ...], deadline: float, seconds: float

@@ -99,12 +99,17 @@ async def test_expensive_calls_share_the_machines_slots_across_pools(
             pool.run(slow_work.spin, 1.5, deadline=time.monotonic() + 30, work=400.0)
         )
         await asyncio.sleep(0.2)
-        with pytest.raises(Overloaded, match="every core"):
-            await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=400.0)
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match="every core"):  # could not finish in time
+            await other.run(slow_work.pid, deadline=time.monotonic() + 1.5, work=400.0)
+        assert time.monotonic() - started < 0.5
+        # With time to spare it waits for the slot instead (a batch item's case).
+        waiter = asyncio.create_task(
+            other.run(slow_work.pid, deadline=time.monotonic() + 30, work=400.0)
+        )
         assert await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=10.0)
         await busy
-        # The slot is free again once the call ended.
-        assert await other.run(slow_work.pid, deadline=time.monotonic() + 30, work=400.0)
+        assert await waiter  # got the slot once the call ended
     finally:
         other.close()
 
