@@ -22,7 +22,7 @@ from pipelines.sizing import ModelImage, working
 # One image through YOLO at image_size 640, in work units (bench/cost_calibration.py,
 # "models"): yolo11n-sized; the price grows with the input's area, (image_size / 640)^2.
 # The image reaches the model at its input size (sizing.py), so the source's size adds nothing.
-YOLO_WORK_AT_640 = 75.0
+YOLO_WORK_AT_640 = 90.0
 
 
 class DetectParams(BaseModel):

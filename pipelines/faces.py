@@ -27,8 +27,8 @@ DEFAULT_ENGINE: FaceEngineName = "haar"
 # window matches min_size; MTCNN's first network scans a pyramid (factor 0.709) starting where
 # its 12 px window matches min_size, so a small min_size enlarges the image it scans. Both are
 # priced relative to min_size 30 as (30 / min_size)^2.
-HAAR_WORK_PER_MP = 160.0
-MTCNN_WORK_PER_MP = 90.0
+HAAR_WORK_PER_MP = 200.0
+MTCNN_WORK_PER_MP = 110.0
 MIN_WORKING_FACE = 24
 
 

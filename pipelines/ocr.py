@@ -39,7 +39,7 @@ SMALL_TEXT_PX = 18
 TILE_MARGIN = 64  # detail-image pixels around each tile's core: more than a small word's height
 # Work per megapixel read (bench/cost_calibration.py, "models"), on a dense page of text: the
 # worst case, since both engines spend most of their time per line found.
-OCR_WORK_PER_MP: dict[str, float] = {"tesseract": 300.0, "easyocr": 15000.0}
+OCR_WORK_PER_MP: dict[str, float] = {"tesseract": 450.0, "easyocr": 15000.0}
 
 Word = tuple[float, float, float, float, str, float]  # x1, y1, x2, y2, text, confidence
 

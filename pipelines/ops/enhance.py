@@ -13,7 +13,7 @@ from pipelines.ops.registry import register
 
 # Work per megapixel of each factor that is not 1.0 (bench/cost_calibration.py, "enhance"):
 # a blend with a degenerate copy, which for sharpness is a smoothing filter.
-ENHANCE_WORK_PER_MP = {"brightness": 2.5, "contrast": 3.5, "saturation": 3.0, "sharpness": 9.0}
+ENHANCE_WORK_PER_MP = {"brightness": 3.0, "contrast": 4.5, "saturation": 4.0, "sharpness": 11.0}
 
 
 class EnhanceStep(BaseModel):

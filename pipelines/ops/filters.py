@@ -23,8 +23,8 @@ from pipelines.ops.registry import register
 # sliding sums, flat in the radius as measured (r=2 and r=50 cost the same; gaussian is three
 # box passes); the 3x3 kernels pay a padded copy and one convolution.
 KERNEL_WORK_PER_MP = 18.0
-BLUR_WORK_PER_MP = {"blur": 9.0, "gaussian": 20.0}
-MEDIAN_WORK_PER_MP_PER_AREA = 10.0
+BLUR_WORK_PER_MP = {"blur": 11.0, "gaussian": 25.0}
+MEDIAN_WORK_PER_MP_PER_AREA = 12.0
 RGBA_SPLIT_WORK_PER_MP = 4.0
 
 FilterName = Literal["blur", "sharpen", "edge", "gaussian", "median", "emboss", "contour"]

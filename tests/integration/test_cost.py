@@ -102,9 +102,9 @@ def test_a_live_limits_change_reaches_the_ingress_and_the_preprocessor(
 ) -> None:
     from ray import serve
 
-    # ~4300 work units: under the default limit, over the phase's 4000. The ingress prices it
+    # ~4560 work units: under the default limit, over the phase's 4000. The ingress prices it
     # from the header (inline path's limits); the Preprocessor through its handle.
-    data = jpeg(1650, 1238)
+    data = jpeg(1500, 1125)
     answer = client.post(
         "/api/v1/filter", files={"file": ("a.jpg", data, "image/jpeg")}, data=MEDIAN_15
     )
@@ -127,8 +127,8 @@ def test_a_live_limits_change_reaches_the_ingress_and_the_preprocessor(
 def test_past_its_deadline_a_slow_filter_answers_504_and_its_process_stops(
     phase: Service, client: httpx.Client
 ) -> None:
-    # Median 15 on 1500x1125: ~3800 units (~13 s of one core), admitted; the deadline is 5 s.
-    data = jpeg(1500, 1125)
+    # Median 15 on 1350x1012: ~3700 units (~11 s of one core), admitted; the deadline is 5 s.
+    data = jpeg(1350, 1012)
     children = killable_children(phase, "Preprocessor")
     before = {p.pid for p in children}
     started = time.monotonic()
@@ -176,7 +176,7 @@ def _post_and_leave(base_url: str, data: bytes, fields: dict[str, str], wait_s: 
 
 
 def test_a_client_that_leaves_stops_its_work(phase: Service) -> None:
-    data = jpeg(1500, 1125)
+    data = jpeg(1350, 1012)
     children = killable_children(phase, "Preprocessor")
     cpu_before = cpu_seconds(children)
     started = time.monotonic()
