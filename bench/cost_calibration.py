@@ -204,7 +204,7 @@ def models(unit: float, repeats: int, quick: bool) -> list[dict[str, Any]]:
             {
                 "what": name,
                 "per": per,
-                "seconds": round(seconds, 4),
+                "seconds": round(seconds / per_mp, 5),
                 "measured": round(seconds / per_mp / unit, 2),
                 "in_code": in_code,
             }
@@ -313,7 +313,7 @@ def write(result: dict[str, Any]) -> None:
         "across machines of one kind; `measured` is this run, `in code` what pipelines/ "
         "uses (update it when they drift apart by more than the noise).",
         "",
-        "| what | per | seconds | measured (units) | in code |",
+        "| what | per | CPU seconds | measured (units) | in code |",
         "| --- | --- | --- | --- | --- |",
     ]
     for r in result["rows"]:
@@ -325,7 +325,8 @@ def write(result: dict[str, Any]) -> None:
         "## The limit, checked",
         "",
         "The costliest requests just under `LIMITS_MAX_WORK`, run as the service runs them: "
-        "they must finish well inside the deadline on one core.",
+        "they must finish well inside the deadline on one core (CPU time; wall time is the "
+        "machine's, shared with whatever else ran).",
         "",
         "| request | estimate | predicted s | took s (CPU) | wall s | deadline s |",
         "| --- | --- | --- | --- | --- | --- |",
