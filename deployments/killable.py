@@ -17,11 +17,14 @@ it cannot be stopped; a process can. So a deployment sends its expensive calls h
 - the children run at a lower CPU priority (nice), so the cheap work of the same machine (the
   ingress's thumbnails) keeps its latency while they compute.
 
-Measured before choosing it (bench/COST.md): a worker costs ~60-90 ms of CPU to start (Python,
-numpy and Pillow imported, then its own preloads) and ~1-3 ms per call of 1-8 MB through its
-socket; a kill frees the core within milliseconds. pebble's ProcessPool does the same job but
-sends SIGTERM first and waits up to 3 s for a worker whose C call ignores it, and its 1 s
-timeout surfaced after 2.0 s here; hence this small pool instead.
+Measured before choosing it, on the 2-core dev machine: a child costs ~0.6 s of CPU to start
+(Python, numpy, Pillow, OpenCV and the pipelines imported; ~80 MB RSS, ~36 MB PSS), so it is
+started ahead, never per call; a call costs ~3 ms round trip, plus ~1 ms per MB of image sent;
+a call past a 1.0 s deadline answered at 1.01 s with its child already dead. Tiles checked
+against the deadline would have served the filters only (not EasyOCR or MTCNN, nor Tesseract's
+own process), and a thread cannot be stopped at all. pebble's ProcessPool does the same job but
+sends SIGTERM first and waits up to 3 s for a worker whose C call ignores it: its 1 s timeout
+surfaced after 2.0 s, and the next call waited 1.2 s more; hence this small pool instead.
 
 Children are started with `subprocess` (not multiprocessing): a Ray worker's `__main__` would
 otherwise be imported again in every child. They die with the replica (PR_SET_PDEATHSIG), even
