@@ -49,6 +49,9 @@ RUN mkdir -p "$DATA_DIR"
 # pods too. With it, serve_app/cli/local.py's SERVE_ENV: Serve's logs go to its log files only
 # (not also to each worker's stderr file), and its controller loops at 2 Hz instead of 10.
 ENV RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_LOG_TO_STDERR=0 RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5
+# An ingress replica that dies: requests not yet handed to it are retried on another replica;
+# only connection failures are retried (serve_app/cli/local.py, HAPROXY_RETRIES, says why).
+ENV RAY_SERVE_HAPROXY_RETRY_ON=conn-failure RAY_SERVE_HAPROXY_RETRIES=3
 
 # 8000: Serve's HTTP port (HAProxy). 8265: the Ray dashboard (it can run jobs: publish it privately).
 # 8080: Ray's Prometheus metrics (Serve's ray_serve_* and ours), as on KubeRay's pods.

@@ -9,7 +9,9 @@ counted there), deployed from serve_config.yaml. Then, on 127.0.0.1 only, bounde
 2. Faults under load (concurrency 8): a Preprocessor replica killed, a YoloDetector replica
    killed, Redis stopped, PostgreSQL stopped, the S3 server stopped — each brought back after a
    while. Every request must get an answer (success or a clear 503); the report says how long
-   the service took to recover after the dependency returned.
+   the service took to recover after the dependency returned. Then an Ingress replica killed
+   and a rolling redeploy of the Ingress (bench/faults_ingress.py), /health/ready polled
+   throughout: no request that started after the kill, or during the redeploy, may be lost.
 3. Tasks: every batch accepted during all of this must end (none lost, none stuck).
 4. Memory: the cluster's resident memory idle, and its peak while 16 clients upload ~20 MB
    images, against a stated bound.
@@ -43,7 +45,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from bench import faults_cost
+from bench import faults_cost, faults_ingress
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
 from pipelines.limits import Limits
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
@@ -367,6 +369,11 @@ def run(quick: bool) -> dict[str, Any]:
             all_tasks += load.tasks
             print(f"fault {name}: recovered in {recovered}s; {entry['all']}")
 
+        report["ingress_faults"], ingress_tasks = faults_ingress.run(
+            built.cluster, base, hold_s=hold
+        )
+        all_tasks += ingress_tasks
+
         report["cost"] = faults_cost.run(built.cluster, base, 20.0 if quick else 60.0, Limits())
         print(f"expensive requests: {report['cost']}")
 
@@ -482,6 +489,8 @@ def write_report(report: dict[str, Any]) -> None:
             f"| {name} | {f['recovery_s']} | {f['during']['requests']} | {f['during']['shed']} "
             f"| {f['all']['server']} | {f['after']['ok_per_s']} |"
         )
+    if "ingress_faults" in report:
+        lines += ["", *faults_ingress.report_lines(report["ingress_faults"])]
     tasks = report["tasks"]
     memory = report["memory"]
     lines += [
@@ -520,6 +529,7 @@ def main() -> None:
     print(f"wrote {REPORT} and {RESULTS}")
     bad = sum(f["all"]["server"] for f in report["faults"].values())
     bad += sum(s["server"] for s in report["levels"].values())
+    bad += faults_ingress.unexpected(report["ingress_faults"])
     if bad or report["tasks"].get("lost") or report["tasks"].get("stuck"):
         raise SystemExit(f"reliability: {bad} server errors, tasks {report['tasks']}")
 

@@ -74,21 +74,20 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def validated(model: type[M], raw: M | dict[str, Any] | None) -> M:
-    """`raw` as a `model`, or InvalidParameter (422) naming the field: for parameters that
-    arrive through a handle, where FastAPI did not validate them."""
+    """`raw` as a `model`, or InvalidParameter (422) naming the field: the one way input that
+    FastAPI did not validate (a handle's parameters, a JSON body or form field read by hand) is
+    checked. None means the model's defaults."""
     if isinstance(raw, model):
         return raw
     try:
-        return model.model_validate(raw or {})
+        return model.model_validate({} if raw is None else raw)
     except ValidationError as exc:
         raise invalid_parameter(exc) from None
 
 
-def parse_pipeline(raw: PipelineSpec | dict[str, Any]) -> PipelineSpec:
-    """Validate a pipeline coming from another Ray app or a JSON body; 422 naming the field."""
-    if isinstance(raw, PipelineSpec):
-        return raw
-    try:
-        return PipelineSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_parameter(exc) from None
+def parse_pipeline(raw: PipelineSpec | dict[str, Any] | None) -> PipelineSpec:
+    """A pipeline coming from another Ray app or a JSON body: `validated` as a PipelineSpec.
+    None is no pipeline (an empty one is `{}`)."""
+    if raw is None:
+        raise InvalidParameter("a pipeline is required", field="pipeline")
+    return validated(PipelineSpec, raw)

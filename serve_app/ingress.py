@@ -49,6 +49,8 @@ api.add_middleware(
 )
 # Added last, so outermost: keys and rate limits are checked before a body byte is read.
 api.add_middleware(GuardMiddleware)
+# Around everything, refusals included: the request's span (when tracing is on).
+api.add_middleware(tracing.RequestSpans)
 
 
 def _openapi() -> dict[str, Any]:

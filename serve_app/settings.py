@@ -8,7 +8,11 @@ Groups and their variables:
 - database: DATABASE_URL (sqlite:///... or postgresql://...), DATABASE_AUTO_MIGRATE
 - processing: PROCESSING_INLINE, PROCESSING_THREADS, PROCESSING_MAX_QUEUED (where and how
             many image pipelines the ingress runs)
-- cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES, CACHE_MEMORY_BYTES (the result cache)
+- cache:    CACHE_ENABLED, CACHE_MAX_AGE_S, CACHE_MAX_BYTES, CACHE_MEMORY_BYTES,
+            CACHE_MAX_PENDING_WRITES (the result cache)
+- pools:    POOLS_DATABASE_THREADS, POOLS_STORAGE_THREADS, POOLS_REDIS_THREADS,
+            POOLS_CACHE_THREADS, POOLS_HEALTH_THREADS, POOLS_MAX_WAITING (a bounded thread
+            pool per dependency)
 - security: APP_MODE (development | production), SECURITY_API_KEYS (JSON: name -> sha256 hash)
 - rate_limit: RATE_LIMIT_ENABLED, RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST, REDIS_URL,
             RATE_LIMIT_FAIL_OPEN
@@ -85,6 +89,38 @@ class CacheSettings(BaseSettings):
     memory_bytes: int = Field(
         64 * 1024**2, ge=0, description="hot results kept in each replica's memory; 0: none"
     )
+    max_pending_writes: int = Field(
+        16, ge=0, description="results waiting to be stored per replica; past it, not stored"
+    )
+
+
+class PoolSettings(BaseSettings):
+    """A bounded thread pool per dependency (serve_app/services/offload.py): a dependency that
+    hangs holds its own threads, never another's. Past `threads + max_waiting` calls to one
+    dependency, the next is refused at once (503 overloaded)."""
+
+    model_config = SettingsConfigDict(env_prefix="POOLS_", env_file=".env", extra="ignore")
+
+    database_threads: int = Field(8, ge=1, le=256)
+    storage_threads: int = Field(8, ge=1, le=256)
+    redis_threads: int = Field(4, ge=1, le=256)
+    cache_threads: int = Field(
+        4, ge=1, le=256, description="result cache lookups; as many again for its writes"
+    )
+    health_threads: int = Field(2, ge=1, le=64, description="readiness probes")
+    max_waiting: int = Field(64, ge=0, le=100_000, description="calls queued per pool")
+
+    def size(self, name: str) -> tuple[int, int]:
+        """(threads, max waiting) for the pool of dependency `name`."""
+        threads = {
+            "database": self.database_threads,
+            "storage": self.storage_threads,
+            "redis": self.redis_threads,
+            "result cache": self.cache_threads,
+            "result cache writes": self.cache_threads,
+            "health": self.health_threads,
+        }.get(name, 4)
+        return threads, self.max_waiting
 
 
 class SecuritySettings(BaseSettings):
@@ -184,6 +220,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=lambda: ModelSettings())
     processing: ProcessingSettings = Field(default_factory=lambda: ProcessingSettings())
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
+    pools: PoolSettings = Field(default_factory=lambda: PoolSettings())
     tasks: TaskSettings = Field(default_factory=lambda: TaskSettings())
     security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())
     rate_limit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())

@@ -116,6 +116,20 @@ SERVE_ENV = {
 }
 
 
+# What a request sees when an ingress replica dies (issue #15, item 11; bench/faults_ingress.py).
+# A request HAProxy has not yet handed to a replica (its connection refused: the replica is
+# gone) is retried on another, up to 3 times, each time on a different one (Serve's template
+# adds `option redispatch 1`): nothing that had not reached the dead replica is lost. Only
+# connection failures are retried, as Serve chooses: a request the replica had started may
+# have stored an upload or created a task, and HAProxy cannot replay a body it did not keep
+# whole anyway (measured: with `empty-response` added and 1 MiB buffers, the ~150 KB uploads
+# killed in flight were lost all the same). Those in flight end as HAProxy ends them: a
+# keep-alive connection closed without an answer (its signal that the client may retry,
+# RFC 9112 9.3.1), or Serve's 500 on a connection's first request. Set here, not left to
+# Serve's defaults, so that an upgrade cannot change it unnoticed (a test reads it back).
+HAPROXY_RETRIES = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure", "RAY_SERVE_HAPROXY_RETRIES": "3"}
+
+
 def fast_ingress_env(ports: Ports) -> dict[str, str]:
     """Serve's fast HTTP path (bench/RESULTS.md measures it): HAProxy takes the HTTP port and
     forwards to the ingress replicas, which serve HTTP themselves, instead of Serve's ProxyActor
@@ -125,6 +139,7 @@ def fast_ingress_env(ports: Ports) -> dict[str, str]:
     the environment: left off."""
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        **HAPROXY_RETRIES,
         # One HAProxy thread per core is plenty at this size; its default is 4.
         "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, os.cpu_count() or 1)),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports.haproxy_metrics),

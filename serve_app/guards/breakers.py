@@ -7,6 +7,7 @@ health (a missing blob, a duplicate key) do not count."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pybreaker
@@ -42,13 +43,45 @@ def breaker(name: str, settings: BreakerSettings | None = None) -> pybreaker.Cir
 
 
 def guarded(name: str, fn: Callable[..., T], *args: Any) -> T:
-    """Call `fn` through `name`'s breaker (blocking: run it in a worker thread)."""
+    """Call `fn` through `name`'s breaker (blocking: run it in a worker thread).
+
+    The call itself runs outside the breaker's lock: pybreaker's `CircuitBreaker.call` holds
+    that lock for the whole call, so every call to a dependency ran one at a time, whatever
+    its thread pool, and one hung call held up all the others. Here the lock is only taken to
+    ask whether the breaker is open and to count the outcome."""
     cb = breaker(name)
+    if cb.current_state == pybreaker.STATE_OPEN and not _trial_due(cb):
+        raise BreakerOpen(name, cb.reset_timeout)
     try:
-        result: T = cb.call(fn, *args)
-    except pybreaker.CircuitBreakerError:
-        raise BreakerOpen(name, cb.reset_timeout) from None
+        result = fn(*args)
+    except BaseException as exc:
+        _count(cb, exc)
+        raise
+    _count(cb, None)
     return result
+
+
+def _trial_due(cb: pybreaker.CircuitBreaker) -> bool:
+    """An open breaker lets a trial call through once reset_timeout has passed."""
+    opened = cb._state_storage.opened_at
+    return opened is None or datetime.now(UTC) >= opened + timedelta(seconds=cb.reset_timeout)
+
+
+def _count(cb: pybreaker.CircuitBreaker, error: BaseException | None) -> None:
+    """Feed a call's outcome to the breaker's state machine (which opens, closes or ignores it,
+    as its `exclude` says); the caller keeps its own result or error."""
+
+    def outcome() -> None:
+        if error is not None:
+            raise error
+
+    try:
+        cb.call(outcome)
+    except pybreaker.CircuitBreakerError:
+        pass  # this failure opened it, or another thread's did meanwhile
+    except BaseException as exc:
+        if exc is not error:
+            raise
 
 
 def states() -> dict[str, str]:

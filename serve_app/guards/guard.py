@@ -137,19 +137,13 @@ class GuardMiddleware:
                     status = message["status"]
                     if raw_extra:
                         message = {**message, "headers": [*message.get("headers", []), *raw_extra]}
+                    # The request's span (tracing.RequestSpans) ends with the response's body:
+                    # named now, when the route is known.
+                    method, route = scope.get("method", ""), _route_template(scope)
+                    tracing.name_request_span(method, route, request_id())
                 await send(message)
 
-            with tracing.span(
-                f"HTTP {scope.get('method', '')}",
-                **{"http.request.method": scope.get("method", "")},
-            ) as current:
-                await self.app(scope, receive, send_with_headers)
-                route = _route_template(scope)
-                current.update_name(f"{scope.get('method', '')} {route}")
-                current.set_attribute("http.route", route)
-                current.set_attribute("http.response.status_code", status)
-                if rid := request_id():
-                    current.set_attribute("request.id", rid)
+            await self.app(scope, receive, send_with_headers)
         finally:
             route = _route_template(scope)
             record_request(route, scope.get("method", ""), status, time.monotonic() - started)

@@ -11,7 +11,6 @@ RATE_LIMIT_FAIL_OPEN=false makes it fail closed: 503 with Retry-After.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from serve_app.errors import Unavailable
 from serve_app.guards.breakers import BreakerOpen, guarded
+from serve_app.services.offload import bulkhead
 from serve_app.settings import RateLimitSettings
 
 log = logging.getLogger("ray.serve")
@@ -36,7 +36,6 @@ class Decision:
     remaining: int
     reset_s: int  # seconds until the per-minute window frees a request
     retry_after: int = 0
-    degraded: bool = False  # Redis unreachable, limits not enforced (fail open)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -79,16 +78,16 @@ class RateLimiter:
 
     async def check(self, identity: str) -> Decision:
         try:
-            if self.shared:
-                return await asyncio.to_thread(guarded, "redis", self._check, identity)
+            if self.shared:  # on Redis's own thread pool (a bulkhead), through its breaker
+                return await bulkhead("redis").run(guarded, "redis", self._check, identity)
             return self._check(identity)  # in memory: no I/O, no thread
-        except (StorageError, BreakerOpen) as exc:
+        except (StorageError, BreakerOpen, Unavailable) as exc:  # Unavailable: its pool full
             if not self.settings.fail_open:
-                wait = exc.retry_after if isinstance(exc, BreakerOpen) else None
+                wait = None if isinstance(exc, StorageError) else exc.retry_after
                 raise Unavailable("the rate limiter is unavailable", retry_after=wait) from None
             if isinstance(exc, StorageError):
                 log.warning("rate limiter store unreachable, failing open: %r", exc)
-            return Decision(True, self.settings.per_minute, self.settings.per_minute, 60, 0, True)
+            return Decision(True, self.settings.per_minute, self.settings.per_minute, 60)
 
     def ping(self) -> dict[str, object]:
         """For readiness: raises when Redis does not answer."""

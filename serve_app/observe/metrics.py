@@ -67,6 +67,20 @@ def tasks() -> metrics.Gauge:
     )
 
 
+@cache
+def cache_writes_dropped() -> metrics.Counter:
+    return metrics.Counter(
+        "image_cache_writes_dropped",
+        description="Results not stored in the result cache: too many writes pending "
+        "(backlog) or the cache's store unavailable or busy (unavailable).",
+        tag_keys=("reason",),
+    )
+
+
+def record_cache_write_dropped(reason: str) -> None:
+    cache_writes_dropped().inc(tags={"reason": reason})
+
+
 def record_rejection(code: str) -> None:
     reason = REJECTION_REASONS.get(code)
     if reason is not None:

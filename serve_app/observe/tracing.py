@@ -2,20 +2,28 @@
 child span per call it makes to another deployment, exported over OTLP/HTTP (the standard
 OTEL_EXPORTER_OTLP_ENDPOINT variable says where) or printed (TRACING_EXPORTER=console).
 
-When tracing is off, `span()` hands back OpenTelemetry's no-op span: no cost to speak of.
+The request spans are opentelemetry-instrumentation-asgi's (`RequestSpans` puts its middleware
+in front of the app while tracing is on), with the stable HTTP semantic conventions; the guard
+renames each after its route template and adds the request id (`name_request_span`). When
+tracing is off, requests pass straight through and `call_span()` hands back OpenTelemetry's
+no-op span: no cost to speak of.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.metrics import NoOpMeter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app.errors import Unavailable
 from serve_app.settings import TracingSettings
@@ -30,6 +38,8 @@ def configure(settings: TracingSettings, exporter: SpanExporter | None = None) -
     if not settings.enabled:
         _provider = None
         return
+    # http.request.method, http.response.status_code, url.path... rather than the old names.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     provider = TracerProvider(resource=Resource.create({"service.name": "image-service"}))
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -54,6 +64,44 @@ def tracer() -> trace.Tracer:
 def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
     with tracer().start_as_current_span(name, attributes=attributes) as current:
         yield current
+
+
+class RequestSpans:
+    """ASGI middleware: a server span per HTTP request, made by opentelemetry-instrumentation-
+    asgi while tracing is on (with this process's provider, however often it is configured);
+    the app alone while it is off. Its metrics are not wanted: Ray exports ours."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._traced: ASGIApp | None = None
+        self._traced_for: TracerProvider | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        provider = _provider
+        if provider is None or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._traced is None or self._traced_for is not provider:
+            self._traced = OpenTelemetryMiddleware(
+                self.app,
+                tracer=provider.get_tracer("serve_app"),
+                meter=NoOpMeter("serve_app"),
+                exclude_spans=["receive", "send"],
+            )
+            self._traced_for = provider
+        await self._traced(scope, receive, send)
+
+
+def name_request_span(method: str, route: str, request_id: str | None) -> None:
+    """Name the current request span after its route template (never the raw path, which
+    would give every id its own name) and add the request id."""
+    current = trace.get_current_span()
+    if not current.is_recording():
+        return
+    current.update_name(f"{method} {route}")
+    current.set_attribute("http.route", route)
+    if request_id:
+        current.set_attribute("request.id", request_id)
 
 
 @contextmanager

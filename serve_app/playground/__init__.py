@@ -1,2 +1,2 @@
-"""The Playground's static page (index.html, playground.css, playground.js), served by
+"""The Playground's static page (static/: index.html, playground.css, playground.js), served by
 serve_app.routes.playground."""

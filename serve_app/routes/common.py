@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, File, Form, Header, UploadFile
+from fastapi import Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from pipelines.encode import OutputFormat
@@ -17,6 +19,7 @@ from pipelines.errors import InvalidParameter
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec, Step, validated
 from serve_app import context
+from serve_app.errors import BadRequest
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
 from serve_app.services.images import ImageService, Outcome, SourceImage
 from serve_app.store.result_cache import cache_key
@@ -71,11 +74,29 @@ async def output_options(
     return OutputOptions(format=format, quality=quality, store=store, if_none_match=if_none_match)
 
 
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
+# An entity tag (RFC 9110 8.8.3): an optional weakness prefix and a quoted opaque part, which
+# may itself contain commas; a list is tags separated by commas, whitespace and empty elements.
+_ENTITY_TAG = re.compile(r'\s*(?:(?:W/)?("[\x21\x23-\x7e\x80-\xff]*"))?\s*(?:,|$)')
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header matches `etag` (RFC 9110 13.1.2): `*` matches any
+    current representation; otherwise any listed tag under the weak comparison (W/ ignored on
+    either side). A malformed header matches nothing, so the full answer is sent."""
+    if not header or not header.strip():
         return False
-    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return etag in tags or "*" in tags
+    if header.strip() == "*":
+        return True
+    wanted = etag.removeprefix("W/")
+    position = 0
+    while position < len(header):
+        found = _ENTITY_TAG.match(header, position)
+        if found is None or found.end() == position:
+            return False
+        if found.group(1) == wanted:
+            return True
+        position = found.end()
+    return False
 
 
 def _one_source(source: ImageInput) -> None:
@@ -114,6 +135,24 @@ def parse_json(text: str | bytes, field: str) -> Any:
 M = TypeVar("M", bound=BaseModel)
 
 
+async def read_form(request: Request, **limits: int) -> FormData:
+    """The multipart body of a route that reads its form by hand; a parse failure is a 400."""
+    try:
+        return await request.form(**limits)
+    except Exception:  # noqa: BLE001 - any multipart parse failure is the client's
+        raise BadRequest("the multipart body could not be parsed") from None
+
+
+async def json_field(form: FormData, name: str, model: type[M]) -> M:
+    """A multipart field holding JSON (`pipeline`), as text or as a file part, validated as
+    `model`: 422 naming the field when it is missing, not JSON, or not valid."""
+    raw = form.get(name)
+    if raw is None:
+        raise InvalidParameter(f"{name} is required", field=name)
+    text = await raw.read() if isinstance(raw, StarletteUploadFile) else raw
+    return validated(model, parse_json(text, name))
+
+
 def build(model: type[M], **params: Any) -> M:
     """Form fields as a step or parameter model; unset fields take the model's defaults and
     cross-field rules fail with a 422 naming the field."""
@@ -125,12 +164,17 @@ def build(model: type[M], **params: Any) -> M:
 RESULT_CACHE_CONTROL = "private, no-cache"
 
 
-def image_response(result: ProcessedImage, outcome: Outcome | None = None) -> Response:
+def image_response(
+    result: ProcessedImage, outcome: Outcome | None = None, processing_ms: float | None = None
+) -> Response:
+    """The result image. X-Processing-Ms: `processing_ms`, what this request cost the service
+    (the work, or finding the result in the cache), else the pipeline's own time."""
+    ms = result.elapsed_ms if processing_ms is None else processing_ms
     headers = {
         "X-Image-Width": str(result.width),
         "X-Image-Height": str(result.height),
         "X-Source-Format": result.source_format,
-        "X-Processing-Ms": f"{result.elapsed_ms:.1f}",
+        "X-Processing-Ms": f"{ms:.1f}",
         "Content-Disposition": f'inline; filename="result.{result.format}"',
     }
     if outcome is not None:
@@ -173,17 +217,20 @@ async def run_spec(
     any work: a client that already holds it gets 304 at the cost of one hash (of the upload;
     for a stored image, none)."""
     started = time.monotonic()
-    key = cache_key(image.sha256, spec)
+    key = cache_key(image.sha256, spec, service.limits)
     if not store and etag_matches(if_none_match, f'"{key}"'):
         headers = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL}
         return Response(status_code=304, headers=headers)
     outcome = await service.process_cached(image, spec, key)
     result = outcome.result
     if not store:
-        return image_response(result, outcome)
+        # A hit's own elapsed_ms is the original work's (from memory) or 0.0 (from the store):
+        # the figure that matters is what this request took.
+        return image_response(result, outcome, (time.monotonic() - started) * 1000)
     record = await service.store_result(result, spec, image.image_id)
     response = stored_response(StoredImage.of(record))
     response.headers["X-Processing-Ms"] = f"{(time.monotonic() - started) * 1000:.1f}"
+    response.headers["X-Cache"] = "hit" if outcome.hit else "miss"
     return response
 
 

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from serve_app.routes.common import ImageInput, image_input, images, read_input, stored_response
+from serve_app.routes.common import (
+    ImageInput,
+    etag_matches,
+    image_input,
+    images,
+    read_input,
+    stored_response,
+)
 from serve_app.schemas import ERROR_RESPONSES, ImageInfo, StoredImage
 from serve_app.services.images import ImageService
 
@@ -34,7 +41,7 @@ async def download(
     record = await service.record(image_id)
     etag = f'"{record.sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=31536000, immutable"}
-    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+    if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)  # no blob read for a revalidation
     data = await service.blob(record)
     return Response(content=data, media_type=record.media_type, headers=headers)

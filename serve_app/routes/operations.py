@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from pipelines.errors import InvalidParameter
@@ -17,8 +17,8 @@ from pipelines.ops.enhance import EnhanceStep
 from pipelines.ops.filters import FilterName, FilterStep
 from pipelines.ops.gravity import Gravity
 from pipelines.ops.resize import ResizeMode, ResizeStep
-from pipelines.spec import PipelineSpec, invalid_parameter
-from serve_app.errors import BadRequest, UnsupportedMediaType
+from pipelines.spec import PipelineSpec, validated
+from serve_app.errors import UnsupportedMediaType
 from serve_app.routes.common import (
     IMAGE_RESPONSES,
     ImageInput,
@@ -26,7 +26,9 @@ from serve_app.routes.common import (
     Output,
     Source,
     build,
+    json_field,
     parse_json,
+    read_form,
     resolve_input,
     run_spec,
     run_steps,
@@ -155,38 +157,26 @@ async def process(request: Request, service: Images) -> Response:
     content_type = request.headers.get("content-type", "")
     if_none_match = request.headers.get("if-none-match")
     if content_type.startswith("application/json"):
-        body = parse_json(await request.body(), "body")
-        try:
-            req = ProcessRequest.model_validate(body)
-        except ValidationError as exc:
-            raise invalid_parameter(exc) from None
+        req = validated(ProcessRequest, parse_json(await request.body(), "body"))
         spec = PipelineSpec.model_validate(req.model_dump(exclude={"image_id", "store"}))
         image = await service.stored(req.image_id)
         return await run_spec(service, image, spec, store=req.store, if_none_match=if_none_match)
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send application/json or multipart/form-data", field="body")
-    try:
-        form = await request.form()
-    except Exception:  # noqa: BLE001 - any multipart parse failure is the client's
-        raise BadRequest("the multipart body could not be parsed") from None
-    raw = form.get("pipeline")
-    if raw is None:
-        raise InvalidParameter("pipeline is required", field="pipeline")
-    text: str | bytes
-    if isinstance(raw, UploadFile):
-        text = await raw.read()
-    else:
-        text = raw
-    try:
-        spec = PipelineSpec.model_validate(parse_json(text, "pipeline"))
-    except ValidationError as exc:
-        raise invalid_parameter(exc) from None
+    form = await read_form(request)
+    spec = await json_field(form, "pipeline", PipelineSpec)
+    # The other fields as FastAPI would parse them for the single-op routes (store: a bool).
+    fields = validated(ProcessForm, {k: form.get(k) for k in ("image_id", "store") if k in form})
     file = form.get("file")
-    image_id = form.get("image_id")
     source = ImageInput(
-        file=file if isinstance(file, UploadFile) else None,
-        image_id=image_id if isinstance(image_id, str) and image_id else None,
+        file=file if isinstance(file, UploadFile) else None, image_id=fields.image_id or None
     )
-    store = str(form.get("store", "false")).lower() in ("1", "true", "yes", "on")
     image = await resolve_input(source, service)
-    return await run_spec(service, image, spec, store=store, if_none_match=if_none_match)
+    return await run_spec(service, image, spec, store=fields.store, if_none_match=if_none_match)
+
+
+class ProcessForm(BaseModel):
+    """/process's multipart fields besides the file and the pipeline."""
+
+    image_id: str | None = Field(None, max_length=64)
+    store: bool = False

@@ -1,22 +1,26 @@
-"""The Playground: a single static page (plain HTML, CSS and JS in serve_app/playground/) that
-drives the public API from a browser. Served at / and /playground; its assets under
-/playground/static/. None of it appears in the OpenAPI document."""
+"""The Playground: a single static page (plain HTML, CSS and JS in serve_app/playground/static/)
+that drives the public API from a browser. Served at / and /playground; its assets under
+/playground/static/. None of it appears in the OpenAPI document.
+
+Files are served by Starlette's StaticFiles (ETag and Last-Modified, 304s, HEAD), from a folder
+that holds nothing else; this module adds the media types and the security headers."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from serve_app.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "playground"
-# The only files served, with their media types: nothing else in the folder is reachable.
-ASSETS = {
+STATIC_DIR = Path(__file__).resolve().parent.parent / "playground" / "static"
+# What is served, with its media type (not left to the machine's mime.types).
+MEDIA_TYPES = {
+    "index.html": "text/html; charset=utf-8",
     "playground.css": "text/css; charset=utf-8",
     "playground.js": "text/javascript; charset=utf-8",
 }
@@ -28,35 +32,29 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidate: a 304 costs a stat, and an upgrade shows at once
 }
+_files = StaticFiles(directory=STATIC_DIR)
 
 
-@lru_cache(maxsize=8)
-def _read(name: str) -> tuple[bytes, str]:
-    """A file's bytes and a weak validator (size and mtime), read once per process."""
-    path = STATIC_DIR / name
-    stat = path.stat()
-    return path.read_bytes(), f'W/"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-
-
-def _send(request: Request, name: str, media_type: str) -> Response:
-    data, etag = _read(name)
-    headers = {"ETag": etag, "Cache-Control": "no-cache", **SECURITY_HEADERS}
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return Response(content=data, media_type=media_type, headers=headers)
+async def _send(request: Request, name: str) -> Response:
+    media_type = MEDIA_TYPES.get(name)
+    if media_type is None:
+        raise NotFound(f"no such file: {name}")
+    response = await _files.get_response(name, request.scope)
+    if response.status_code == 200:
+        response.headers["Content-Type"] = media_type
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 @router.get("/")
 @router.get("/playground")
 async def page(request: Request) -> Response:
     """The Playground page."""
-    return _send(request, "index.html", "text/html; charset=utf-8")
+    return await _send(request, "index.html")
 
 
 @router.get("/playground/static/{name}")
 async def asset(request: Request, name: str) -> Response:
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        raise NotFound(f"no such file: {name}")
-    return _send(request, name, media_type)
+    return await _send(request, name)

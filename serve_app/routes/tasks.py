@@ -6,16 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from pipelines.errors import InvalidParameter
-from pipelines.spec import invalid_parameter
+from pipelines.spec import validated
 from pipelines.tasks import TaskPipeline
 from serve_app import context
-from serve_app.errors import BadRequest, UnsupportedMediaType
+from serve_app.errors import UnsupportedMediaType
 from serve_app.guards.guard import request_id
-from serve_app.routes.common import parse_json
+from serve_app.routes.common import json_field, parse_json, read_form
 from serve_app.schemas import ERROR_RESPONSES, TaskOut
 from serve_app.services.tasks import TaskService
 
@@ -64,10 +63,9 @@ _BATCH_BODY: dict[str, Any] = {
 
 
 def _pipeline(raw: Any) -> TaskPipeline:
-    try:
-        return TaskPipeline.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_parameter(exc) from None
+    if raw is None:
+        raise InvalidParameter("pipeline is required", field="pipeline")
+    return validated(TaskPipeline, raw)
 
 
 def _ids(values: list[Any]) -> list[str]:
@@ -91,15 +89,8 @@ async def _read_batch(request: Request) -> tuple[TaskPipeline, list[bytes], list
         return _pipeline(body.get("pipeline")), [], _ids(raw_ids)
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send multipart/form-data or application/json", field="body")
-    try:
-        form = await request.form(max_files=10_000, max_fields=10_000)
-    except Exception:  # noqa: BLE001 - any multipart parse failure is the client's
-        raise BadRequest("the multipart body could not be parsed") from None
-    raw = form.get("pipeline")
-    if raw is None:
-        raise InvalidParameter("pipeline is required", field="pipeline")
-    text = await raw.read() if isinstance(raw, UploadFile) else raw
-    pipeline = _pipeline(parse_json(text, "pipeline"))
+    form = await read_form(request, max_files=10_000, max_fields=10_000)
+    pipeline = await json_field(form, "pipeline", TaskPipeline)
     files = [await f.read() for f in form.getlist("files") if isinstance(f, UploadFile)]
     files += [await f.read() for f in form.getlist("file") if isinstance(f, UploadFile)]
     ids = _ids([v for v in form.getlist("image_ids") + form.getlist("image_id") if v])

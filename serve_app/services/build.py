@@ -42,7 +42,7 @@ def build_services(
     if inline:
         local = LocalImageWork(limits, settings.processing.threads, settings.processing.max_queued)
         work = InlineFirst(local, remote)
-    images = ImageService(work, db, store, limits, cache)
+    images = ImageService(work, db, store, limits, cache, settings.cache.max_pending_writes)
     return images, AiService(preprocessor, detector, ocr, faces, limits)
 
 

@@ -8,18 +8,18 @@ client, never a 500, and a failed request leaves no row behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cachetools import LRUCache
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.errors import NotFound, Unavailable
+from serve_app.observe.metrics import record_cache_write_dropped
 from serve_app.observe.tracing import call_span
 from serve_app.services.image_work import ImageWork
 from serve_app.services.offload import offload
@@ -33,6 +33,9 @@ T = TypeVar("T")
 # content-addressed), so a kept one cannot go stale; a repeat on a stored image then needs no
 # query and no thread hop before the result cache is asked.
 RECORDS_KEPT = 4096
+# A cache lookup is a query and maybe a blob read, milliseconds; one that waits longer than this
+# (its store hung, its pool full of calls that are) is given up and the work done instead.
+LOOKUP_WAIT_S = 1.0
 
 
 @dataclass
@@ -63,25 +66,27 @@ class ImageService:
         store: BlobStore,
         limits: Limits,
         cache: ResultCache | None = None,
+        max_pending_writes: int = 16,
     ) -> None:
         self.work = work
         self.db = db
         self.store = store
         self.limits = limits
         self.cache = cache
+        # Results answered but not yet stored in the cache. Bounded: while storage is slow a
+        # result is dropped (and counted) rather than held in memory without end.
         self._saving: set[asyncio.Task[None]] = set()
-        self._records: OrderedDict[str, ImageRecord] = OrderedDict()  # used on the event loop only
+        self.max_pending_writes = max_pending_writes
+        self.cache_writes_dropped = 0
+        self._records: LRUCache[str, ImageRecord] = LRUCache(RECORDS_KEPT)  # event loop only
 
     async def record(self, image_id: str) -> ImageRecord:
         if (kept := self._records.get(image_id)) is not None:
-            self._records.move_to_end(image_id)
             return kept
         record = await offload("database", self.db.get_image, image_id)
         if record is None:
             raise NotFound(f"no image with id {image_id!r}", field="image_id")
         self._records[image_id] = record
-        if len(self._records) > RECORDS_KEPT:
-            self._records.popitem(last=False)
         return record
 
     async def blob(self, record: ImageRecord) -> bytes:
@@ -119,32 +124,42 @@ class ImageService:
         or storage is down, the work is simply done."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
-        key = key or cache_key(source.sha256, spec)
+        key = key or cache_key(source.sha256, spec, self.limits)
         cache = self.cache
         if cache is not None and cache.enabled:
             if (recent := cache.recent(key)) is not None:
                 return Outcome(recent, key, hit=True)
             try:
-                cached = await offload("result cache", cache.get, key)
-            except Unavailable:
+                cached = await offload("result cache", cache.get, key, wait_s=LOOKUP_WAIT_S)
+            except Unavailable:  # down, busy or slow: the work is simply done
                 cached = None
             if cached is not None:
                 return Outcome(cached, key, hit=True)
         result = await self.process(await self.data(source), spec)
         if cache is not None and cache.enabled:
             cache.remember(key, result)
-            # Stored after the answer goes out; a repeat that reaches another replica first
-            # just recomputes.
-            saving = asyncio.create_task(self._cache_put(cache, key, result))
-            self._saving.add(saving)
-            saving.add_done_callback(self._saving.discard)
+            self._store_later(cache, key, result)
         return Outcome(result, key, hit=False)
 
-    @staticmethod
-    async def _cache_put(cache: ResultCache, key: str, result: ProcessedImage) -> None:
-        # An outage is logged by offload; the next request simply recomputes.
-        with contextlib.suppress(Unavailable):
-            await offload("result cache", cache.put, key, result)
+    def _store_later(self, cache: ResultCache, key: str, result: ProcessedImage) -> None:
+        """Store a result after the answer goes out; a repeat that reaches another replica
+        first just recomputes. Past `max_pending_writes` the write is dropped, not queued."""
+        if len(self._saving) >= self.max_pending_writes:
+            self._dropped("backlog")
+            return
+        saving = asyncio.create_task(self._cache_put(cache, key, result))
+        self._saving.add(saving)
+        saving.add_done_callback(self._saving.discard)
+
+    async def _cache_put(self, cache: ResultCache, key: str, result: ProcessedImage) -> None:
+        try:
+            await offload("result cache", cache.put, key, result, pool="result cache writes")
+        except Unavailable:  # an outage, or its pool full: logged there; a repeat recomputes
+            self._dropped("unavailable")
+
+    def _dropped(self, reason: str) -> None:
+        self.cache_writes_dropped += 1
+        record_cache_write_dropped(reason)
 
     async def info(self, data: bytes) -> dict[str, Any]:
         with call_span(self.work.where, "info"):

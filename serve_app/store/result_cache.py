@@ -1,7 +1,10 @@
-"""The result cache: a processed image found again by sha256(input bytes + canonical pipeline).
+"""The result cache: a processed image found again by sha256(code version + admission limits +
+input bytes + canonical pipeline).
 
 The pipelines are deterministic, so the key alone says what the result is: it doubles as the
-result's ETag, and a client holding it gets 304 without any lookup. Entries live in the
+result's ETag, and a client holding it gets 304 without any lookup. An upgrade that changes
+an operation's output changes the key (pipelines/version.py), and so does a change to the limits
+that admit a source: neither leaves stale results or 304s behind. Entries live in the
 `results` table beside a content-addressed blob, independent of `images`, so evicting one never
 breaks a stored image's link. Limits: an entry older than `max_age_s` is a miss; `evict()` (run
 by the TaskRunner's sweeper) drops expired entries, then the least recently used past
@@ -20,15 +23,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
-from collections import OrderedDict
 from datetime import datetime, timedelta
 
+from cachetools import Cache, LRUCache, TTLCache
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
+from pipelines.version import processing_version
 from serve_app.errors import NotFound
 from serve_app.settings import CacheSettings
 from serve_app.store.db import Database
@@ -38,49 +42,54 @@ from serve_app.store.storage import BlobStore, sha256_hex
 log = logging.getLogger("ray.serve")
 
 
-def cache_key(input_sha256: str, spec: PipelineSpec) -> str:
-    return hashlib.sha256(f"{input_sha256}\n{spec.canonical_json()}".encode()).hexdigest()
+# The limits that decide whether a source is accepted at all. They are part of the key, so a
+# hit (or a 304) is only ever given under the limits its result was made under: a source whose
+# format is no longer allowed, or that is now over a size limit, is never answered from the
+# cache, but processed, and refused. Other limits (a deadline) do not change a result's bytes.
+ADMISSION_LIMITS = frozenset({"allowed_formats", "max_pixels", "max_frames", "max_upload_bytes"})
+
+
+def cache_key(input_sha256: str, spec: PipelineSpec, limits: Limits) -> str:
+    """sha256 of what produced a result: the code's version, the admission limits, the input's
+    sha256 and the canonical pipeline."""
+    parts = (
+        processing_version(),
+        limits.model_dump_json(include=set(ADMISSION_LIMITS)),
+        input_sha256,
+        spec.canonical_json(),
+    )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 class MemoryTier:
-    """Recent results by key, least recently used dropped past `max_bytes`. Thread-safe: the
-    event loop reads it, worker threads fill it."""
+    """Recent results by key (cachetools), least recently used dropped past `max_bytes` of
+    image data, and none older than `max_age_s`. Thread-safe: the event loop reads it, worker
+    threads fill it."""
 
     def __init__(self, max_bytes: int, max_age_s: int) -> None:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self._entries: OrderedDict[str, tuple[ProcessedImage, float]] = OrderedDict()
-        self._bytes = 0
+        self._entries: Cache[str, ProcessedImage] = (
+            TTLCache(max(1, max_bytes), ttl=max_age_s, getsizeof=_size)
+            if max_age_s
+            else LRUCache(max(1, max_bytes), getsizeof=_size)
+        )
         self._lock = threading.Lock()
 
     def get(self, key: str) -> ProcessedImage | None:
         with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            result, stored_at = found
-            if self.max_age_s and time.monotonic() - stored_at > self.max_age_s:
-                self._drop(key)
-                return None
-            self._entries.move_to_end(key)
-            return result
+            return self._entries.get(key)
 
     def put(self, key: str, result: ProcessedImage) -> None:
-        size = len(result.data)
         # Off at max_bytes 0; and one big result must not flush everything else.
-        if self.max_bytes <= 0 or size > self.max_bytes // 4:
+        if self.max_bytes <= 0 or _size(result) > self.max_bytes // 4:
             return
         with self._lock:
-            if key in self._entries:
-                self._drop(key)
-            self._entries[key] = (result, time.monotonic())
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                self._drop(next(iter(self._entries)))
+            self._entries[key] = result
 
-    def _drop(self, key: str) -> None:
-        result, _ = self._entries.pop(key)
-        self._bytes -= len(result.data)
+
+def _size(result: ProcessedImage) -> int:
+    return len(result.data)
 
 
 class ResultCache:

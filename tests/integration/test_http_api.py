@@ -236,7 +236,9 @@ def test_health_and_docs(client: httpx.Client) -> None:
     checks = ready.json()["checks"]
     assert checks["database"]["ok"] and checks["storage"]["ok"]
     names = ("Ingress", "Preprocessor", "YoloDetector", "OcrReader", "FaceDetector", "TaskRunner")
-    assert checks["deployments"]["deployments"] == dict.fromkeys(names, "HEALTHY")
+    deployments = checks["deployments"]["deployments"]
+    assert set(deployments) == set(names)
+    assert all(d["status"] == "HEALTHY" and d["running"] >= 1 for d in deployments.values())
     assert client.get("/api/v1/health/live").status_code == 200
     assert client.get("/health/").json()["status"] == "ok"
     assert client.get("/docs").status_code == 200

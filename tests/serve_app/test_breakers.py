@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -77,3 +78,35 @@ async def test_storage_breaker(own_moto: OwnServer, monkeypatch: pytest.MonkeyPa
     bucket()
     store = BlobStore("s3://breaker-test/blobs", s3_endpoint_url=own_moto.url)
     await _outage_and_recovery("storage", store.ping, own_moto, bucket)
+
+
+def test_calls_through_one_breaker_run_at_once() -> None:
+    """pybreaker's own call() holds the breaker's lock for the whole call: every call to a
+    dependency ran one at a time, and a hung one held up the rest. Two calls must overlap."""
+    import threading
+
+    both_inside = threading.Barrier(2, timeout=5)
+
+    def call() -> str:
+        both_inside.wait()  # raises BrokenBarrierError if the other call cannot get in
+        return "ok"
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [pool.submit(breakers.guarded, "database", call) for _ in range(2)]
+        assert [r.result(timeout=10) for r in results] == ["ok", "ok"]
+    assert breakers.states()["database"] == "closed"
+
+
+def test_failures_still_open_the_breaker_and_a_trial_closes_it() -> None:
+    def broken() -> None:
+        raise OSError("down")
+
+    for _ in range(FAIL_MAX):
+        with pytest.raises(OSError):
+            breakers.guarded("storage", broken)
+    assert breakers.states()["storage"] == "open"
+    with pytest.raises(breakers.BreakerOpen):
+        breakers.guarded("storage", lambda: "never called")
+    time.sleep(RESET_S + 0.05)
+    assert breakers.guarded("storage", lambda: "back") == "back"
+    assert breakers.states()["storage"] == "closed"

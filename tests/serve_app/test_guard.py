@@ -119,7 +119,6 @@ async def test_two_replicas_share_one_budget_in_redis(serve_in_process: Client) 
     who = f"key:test-{uuid.uuid4().hex}"
     decisions = [await replicas[i % 2].check(who) for i in range(10)]
     assert [d.allowed for d in decisions] == [True] * 6 + [False] * 4
-    assert not any(d.degraded for d in decisions)
     # And through the app, with keys: each key has its own budget.
     name = f"k{uuid.uuid4().hex[:8]}"
     guard = Guard(ApiKeys({name: hash_key("key-" + name)}), replicas[0])
@@ -184,6 +183,7 @@ async def test_tracing_spans_for_the_ingress_and_each_deployment_call(
     serve_in_process: Client,
 ) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
 
     from serve_app.observe import tracing
     from serve_app.settings import TracingSettings
@@ -204,6 +204,9 @@ async def test_tracing_spans_for_the_ingress_and_each_deployment_call(
     request, call = spans["POST /api/v1/resize"], spans["inline.process"]  # run in the ingress
     assert call.parent is not None and call.parent.span_id == request.context.span_id
     assert request.attributes is not None and request.attributes["http.response.status_code"] == 200
+    assert request.attributes["http.route"] == "/api/v1/resize"  # the template, not the path
+    assert request.kind == SpanKind.SERVER  # opentelemetry-instrumentation-asgi's server span
+    assert not [name for name in spans if name.endswith((" send", " receive"))]
     face_call = spans["FaceDetector.detect"]
     assert face_call.parent is not None
     assert face_call.parent.span_id == spans["POST /api/v1/detect-faces"].context.span_id

@@ -9,11 +9,12 @@ import time
 import pytest
 
 from deployments.preprocessor import Preprocessor
+from pipelines.errors import TooLarge, UnsupportedFormat
 from pipelines.limits import Limits
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.errors import NotFound
-from serve_app.services.image_work import RemoteImageWork
+from serve_app.services.image_work import LocalImageWork, RemoteImageWork
 from serve_app.services.images import ImageService
 from serve_app.settings import CacheSettings
 from serve_app.store.result_cache import MemoryTier, ResultCache, cache_key
@@ -48,7 +49,7 @@ async def test_a_repeat_does_no_image_work_and_returns_the_same_bytes(backend: B
     assert (first.hit, second.hit) == (False, True)
     assert handle.calls["process"] == 1  # the repeat never reached the Preprocessor
     assert second.result.data == first.result.data
-    assert second.key == first.key == cache_key(sha256_hex(data), SPEC)
+    assert second.key == first.key == cache_key(sha256_hex(data), SPEC, service.limits)
     assert (second.result.width, second.result.source_format) == (64, "jpeg")
     other = PipelineSpec.model_validate({"steps": [{"op": "resize", "width": 65}]})
     assert not (await service.process_cached(data, other)).hit
@@ -129,7 +130,7 @@ async def test_a_stored_image_is_not_read_when_the_cache_answers(backend: Backen
     for replica in (service, fresh):
         again = await replica.process_cached(await replica.stored(record.id), SPEC)
         assert again.hit and again.key == first.key
-        assert again.key == cache_key(record.sha256, SPEC)
+        assert again.key == cache_key(record.sha256, SPEC, replica.limits)
     assert handle.calls["process"] == 1
 
 
@@ -161,3 +162,53 @@ def test_the_memory_tier_keeps_the_most_recently_used_within_its_bytes() -> None
     assert all(tier.get(k) is not None for k in "acde")
     tier.put("big", ProcessedImage(b"x" * 200, "jpeg", "image/jpeg", 1, 1, "jpeg", 1, 1, 0.0))
     assert tier.get("big") is None  # over a quarter of the tier: not kept
+
+
+async def test_new_code_is_not_answered_with_results_of_the_old(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an upgrade that changes an operation's output (our version bumped, or another
+    Pillow), the old results are neither served nor revalidated (their key is not the ETag)."""
+    import PIL
+
+    import pipelines.version
+
+    service, _ = _service(backend)
+    data = encode(photo("coffee"), "JPEG")
+    old = await service.process_cached(data, SPEC)
+    await _settle(service)
+    keys = {old.key}
+    for module, name, value in (
+        (pipelines.version, "PROCESSING_VERSION", pipelines.version.PROCESSING_VERSION + 1),
+        (PIL, "__version__", "99.0.0"),
+    ):
+        monkeypatch.setattr(module, name, value)
+        upgraded, handle = _service(backend)  # a replica running the new code: empty memory
+        again = await upgraded.process_cached(data, SPEC)
+        assert not again.hit and again.key not in keys
+        assert handle.calls["process"] == 1  # the work was done again
+        keys.add(again.key)
+        await _settle(upgraded)
+
+
+def _inline(backend: Backend, limits: Limits) -> ImageService:
+    """A replica whose image work runs in process under `limits`."""
+    cache = ResultCache(backend.db, backend.store, CacheSettings())
+    return ImageService(LocalImageWork(limits, threads=1), backend.db, backend.store, limits, cache)
+
+
+async def test_a_hit_honours_the_limits_in_force(backend: Backend) -> None:
+    """A result cached under looser limits is not served once its source's format is no
+    longer allowed or its pixels are over the limit: the request is refused as a fresh one."""
+    png = encode(photo("chelsea"), "PNG")  # 451 x 300
+    before = _inline(backend, Limits())
+    first = await before.process_cached(png, SPEC)
+    await _settle(before)
+    assert (await _inline(backend, Limits()).process_cached(png, SPEC)).hit
+    with pytest.raises(UnsupportedFormat):
+        await _inline(backend, Limits(allowed_formats=("JPEG",))).process_cached(png, SPEC)
+    with pytest.raises(TooLarge):
+        await _inline(backend, Limits(max_pixels=451 * 300 - 1)).process_cached(png, SPEC)
+    # Back under the limits it was made under: the same result, from the cache.
+    again = await _inline(backend, Limits()).process_cached(png, SPEC)
+    assert again.hit and again.key == first.key

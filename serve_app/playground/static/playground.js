@@ -111,6 +111,7 @@
   }
 
   function formatMs(ms) {
+    if (ms < 0.1) return "<0.1 ms";  // a result found in the replica's memory
     return ms < 10 ? `${ms.toFixed(1)} ms` : `${ms.toFixed(0)} ms`;
   }
 
@@ -559,12 +560,14 @@
       await loadImage(img, url);
       const w = response.headers.get("X-Image-Width") || img.naturalWidth;
       const h = response.headers.get("X-Image-Height") || img.naturalHeight;
+      // What the request cost the service: the work, or finding the result in the cache.
       const serverMs = response.headers.get("X-Processing-Ms");
+      const cached = response.headers.get("X-Cache") === "hit" ? " (cached)" : "";
       const type = (blob.type || "").replace("image/", "");
       const ratio = state.source.bytes ? ` (${Math.round((blob.size / state.source.bytes) * 100)}% of the original)` : "";
       $("result-caption").textContent =
         `Result · ${w} × ${h} · ${type} · ${formatBytes(blob.size)}${ratio} · ` +
-        `${serverMs ? `${formatMs(Number(serverMs))} processing, ` : ""}${formatMs(roundTrip)} round trip`;
+        `${serverMs ? `${formatMs(Number(serverMs))} processing${cached}, ` : ""}${formatMs(roundTrip)} round trip`;
       img.dataset.width = w;
       img.dataset.height = h;
       img.dataset.bytes = String(blob.size);
