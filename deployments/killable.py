@@ -282,7 +282,8 @@ class WorkerPool:
 
     def _learn(self, took: float, expected: float) -> None:
         if expected >= 0.05:
-            ratio = min(20.0, max(0.5, took / expected))
+            # Bounded: a burst of contention must not make every later call look too late.
+            ratio = min(4.0, max(0.5, took / expected))
             self.pace = 0.8 * self.pace + 0.2 * ratio
 
     def _replace(self, worker: _Worker, call: asyncio.Future[Any]) -> None:

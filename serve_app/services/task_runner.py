@@ -28,7 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from pipelines.errors import ServiceError
+from pipelines.errors import Overloaded, ServiceError
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
@@ -49,7 +49,9 @@ CACHE_EVICT_EVERY_S = 60.0
 def _transient(exc: BaseException) -> bool:
     """Worth another try: a dependency outage or a dead downstream replica; not bad input or
     a model that cannot load."""
-    return isinstance(exc, Unavailable) or not isinstance(exc, ServiceError)
+    # Overloaded: the Preprocessor's expensive-work slots were all busy (a 503 with Retry-After),
+    # which a batch item waits out rather than fails on.
+    return isinstance(exc, Unavailable | Overloaded) or not isinstance(exc, ServiceError)
 
 
 def _replica_name() -> str:
