@@ -45,8 +45,9 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from bench import faults_ingress
+from bench import faults_cost, faults_ingress
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
+from pipelines.limits import Limits
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -373,6 +374,9 @@ def run(quick: bool) -> dict[str, Any]:
         )
         all_tasks += ingress_tasks
 
+        report["cost"] = faults_cost.run(built.cluster, base, 20.0 if quick else 60.0, Limits())
+        print(f"expensive requests: {report['cost']}")
+
         # Every accepted task ends: none lost, none stuck.
         outcome: Counter[str] = Counter()
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -506,6 +510,7 @@ def write_report(report: dict[str, Any]) -> None:
         f"RSS summed); the bound is {memory['bound_gib']} GiB PSS: "
         f"{'held' if memory['within_bound'] else 'EXCEEDED'}. Answers {memory['flood_answers']}.",
         "",
+        *(faults_cost.report_lines(report["cost"]) if "cost" in report else []),
         "## Bad inputs",
         "",
         "The hostile-input catalogue (`tests/fixtures/hostile/`), the property-based tests and "

@@ -19,9 +19,17 @@ def max_rss_bytes() -> int:
 
 
 def check_memory(limit: int | None = None) -> None:
+    """The replica's resident size, its children's included (the model deployments' engines
+    run in child processes: deployments/killable.py)."""
     bound = max_rss_bytes() if limit is None else limit
     if bound <= 0:
         return
-    rss = psutil.Process().memory_info().rss
+    me = psutil.Process()
+    rss = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            rss += child.memory_info().rss
+        except psutil.Error:
+            continue
     if rss > bound:
         raise RuntimeError(f"resident memory {rss >> 20} MiB is over the {bound >> 20} MiB bound")

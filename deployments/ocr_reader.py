@@ -1,75 +1,51 @@
 """OcrReader: text in images with Tesseract or EasyOCR, chosen per request.
 
-user_config: default_engine (tesseract | easyocr), threads (torch CPU threads for EasyOCR).
+user_config: default_engine (tesseract | easyocr), threads (torch CPU threads for EasyOCR),
+workers, limits (deployments/engine_host.py).
 
-The default engine loads at start, the other on its first request (engine_slot.py): EasyOCR
-brings torch, most of an idle replica's memory, so a Tesseract replica never imports it.
+The engines run in a child process that a deadline or a departed client kills (engine_host.py);
+the default one loads at start, the other on its first request: a Tesseract replica never
+imports torch. Reads are bounded by an overview size plus detail tiles (pipelines/ocr.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from ray import serve
 
 from deployments import metrics
-from deployments.engine_slot import EngineSlot
-from deployments.health import check_memory
-from pipelines.ocr import EasyOcrEngine, OcrEngineName, OcrParams, TesseractEngine
+from deployments.engine_host import EngineHost
+from pipelines.ocr import OcrEngineName, OcrParams
 from pipelines.results import OcrResult
-from pipelines.spec import validated
+from pipelines.sizing import ModelImage
 
 
 @serve.deployment(name="OcrReader", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=4)
-class OcrReader:
-    def __init__(self, default_engine: OcrEngineName = "tesseract", threads: int = 1) -> None:
-        self.default_engine: OcrEngineName = default_engine
-        self.threads = threads
-        self.slots: dict[str, EngineSlot[Any]] = {
-            "tesseract": EngineSlot(
-                "Tesseract", TesseractEngine, lazy=default_engine != "tesseract"
-            ),
-            "easyocr": EngineSlot("EasyOCR", self._easyocr, lazy=default_engine != "easyocr"),
-        }
+class OcrReader(EngineHost[OcrParams, OcrResult]):
+    family = "ocr"
+    params_model = OcrParams
+    titles: ClassVar[dict[str, str]] = {"tesseract": "Tesseract", "easyocr": "EasyOCR"}
 
-    def _easyocr(self) -> EasyOcrEngine:
-        import torch
-
-        # Ray sets OMP_NUM_THREADS from num_cpus (floor, at least 1); set ours before any run.
-        torch.set_num_threads(self.threads)
-        return EasyOcrEngine(gpu=torch.cuda.is_available())
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        if config.get("default_engine"):
-            self.default_engine = OcrParams(engine=config["default_engine"]).engine or "tesseract"
-        if "threads" in config:
-            self.threads = int(config["threads"])
-            torch = sys.modules.get("torch")  # not imported yet: _easyocr applies it at load
-            if torch is not None:
-                torch.set_num_threads(self.threads)
+    def __init__(
+        self,
+        default_engine: OcrEngineName = "tesseract",
+        threads: int = 1,
+        limits: dict[str, Any] | None = None,
+        workers: int = 1,
+    ) -> None:
+        super().__init__(default_engine, limits, threads, workers)
 
     async def read(
-        self, image: np.ndarray, params: OcrParams | dict[str, Any] | None = None
+        self,
+        image: np.ndarray | ModelImage,
+        params: OcrParams | dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> OcrResult:
-        checked = validated(OcrParams, params)
-        engine = await self.slots[checked.engine or self.default_engine].aget()
-        started = time.monotonic()
-        result: OcrResult = await asyncio.to_thread(engine.read, image, checked.lang)
-        metrics.observe("ocr", time.monotonic() - started)
+        """Text in one upright RGB image; boxes in its pixels (a ModelImage's source's)."""
+        result: OcrResult = await self._call(image, params, timeout_s)
         for block in result.blocks:
             if block.confidence is not None:
                 metrics.ocr_confidence().observe(block.confidence, tags={"engine": result.engine})
         return result
-
-    def check_health(self) -> None:
-        check_memory()
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "default_engine": self.default_engine,
-            "engines": {name: slot.status() for name, slot in self.slots.items()},
-        }

@@ -2,7 +2,14 @@
 replica has one (`ray_actor_options.num_gpus` in serve_config.yaml), else on the CPU.
 
 user_config (changes live through reconfigure): weights, max_batch_size, batch_wait_timeout_s,
-threads (torch CPU threads; ultralytics and Ray both lower it, so it is set on every batch).
+threads (torch CPU threads; ultralytics and Ray both lower it, so it is set on every batch),
+limits (pipelines/limits.py: the same block as every other deployment's).
+
+Each image is priced (pipelines/detection.py: a fixed figure at its image_size) and checked
+against the live limits, and reaches the model at its input size (pipelines/sizing.py). A batch
+serves several requests at once, so it is not killed for one of them: its work is bounded by
+max_batch_size times the priciest admitted image; a request whose deadline passes before its
+batch starts is answered 504 and never joins one.
 """
 
 from __future__ import annotations
@@ -19,8 +26,12 @@ from ray import serve
 from deployments import metrics
 from deployments.engine_slot import EngineSlot
 from deployments.health import check_memory
+from pipelines.admission import check_model_cost
 from pipelines.detection import DetectParams, YoloEngine
+from pipelines.errors import DeadlineExceeded
+from pipelines.limits import Limits, apply_live, deadline_after
 from pipelines.results import ObjectsResult
+from pipelines.sizing import ModelImage
 from pipelines.spec import validated
 
 
@@ -30,7 +41,14 @@ from pipelines.spec import validated
     max_ongoing_requests=32,  # at least max_batch_size, or batches never fill
 )
 class YoloDetector:
-    def __init__(self, weights: str = "yolo11n.pt", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        weights: str = "yolo11n.pt",
+        threads: int | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> None:
+        self.base_limits = Limits.model_validate(limits or {})
+        self.limits = self.base_limits.model_copy()
         self.weights = weights
         self.threads = threads
         self.batches = 0
@@ -56,6 +74,7 @@ class YoloDetector:
         return EngineSlot(f"YOLO model {weights!r}", lambda: self._inference.submit(build).result())
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        apply_live(self.limits, self.base_limits, config.get("limits"))
         if "threads" in config:
             self.threads = int(config["threads"])
             if self.slot.engine is not None:
@@ -71,11 +90,19 @@ class YoloDetector:
             self._batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)  # type: ignore[attr-defined,misc]
 
     async def detect(
-        self, image: np.ndarray, params: DetectParams | dict[str, Any] | None = None
+        self,
+        image: np.ndarray | ModelImage,
+        params: DetectParams | dict[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> ObjectsResult:
-        """Objects in one upright RGB image (batched with concurrent callers)."""
+        """Objects in one upright RGB image (batched with concurrent callers); boxes in its
+        pixels (a ModelImage's source's)."""
         self.slot.get()  # 503 with the reason when the weights did not load
         checked = validated(DetectParams, params)
+        source = ModelImage.of(image)
+        estimate = check_model_cost(checked, source.source_width, source.source_height, self.limits)
+        metrics.observe_estimate(estimate)
+        deadline = deadline_after(self.limits, timeout_s)
         started = time.monotonic()
         self._in_flight += 1
         try:
@@ -90,6 +117,8 @@ class YoloDetector:
                 # 16 clients, max_batch_size 8); held here, the requests that came in during a
                 # batch make the next one.
                 await self._model_free.wait()
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded("the detector was busy past this request's deadline")
                 result = await self._batched(image, checked)  # type: ignore[misc,call-arg]
         finally:
             self._in_flight -= 1
@@ -105,12 +134,12 @@ class YoloDetector:
     # serve.batch's stubs expect a one-argument function; it batches each argument separately.
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
     async def _batched(  # type: ignore[misc]
-        self, images: list[np.ndarray], params: list[DetectParams]
+        self, images: list[np.ndarray | ModelImage], params: list[DetectParams]
     ) -> list[ObjectsResult | Exception]:
         return await self._infer(images, params)
 
     async def _infer(
-        self, images: list[np.ndarray], params: list[DetectParams]
+        self, images: list[np.ndarray | ModelImage], params: list[DetectParams]
     ) -> list[ObjectsResult | Exception]:
         engine = self.slot.get()
         self.batches += 1

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import ExifTags, Image
 
-from pipelines.decode import DecodedImage, open_image
+from pipelines.cost import Estimate, Part, refuse_over
+from pipelines.decode import DecodedImage, Header, decode_cost, open_image
 from pipelines.limits import Limits
 from pipelines.ops.gravity import energy_map
 
@@ -155,13 +157,37 @@ def _basics(decoded: DecodedImage) -> dict[str, Any]:
     }
 
 
+# The analysis of the <=512 px copy (bench/cost_calibration.py, "analysis"): a fixed price,
+# plus the full decode and the downscale to 512, which grow with the source.
+ANALYSIS_WORK = 30.0
+COPY_WORK_PER_MP = 2.0
+
+
+def decode_estimate(fmt: str | None, width: int, height: int, *, analysis: bool) -> Estimate:
+    """What probe (a full decode) or image_info (that, then the analysis) costs."""
+    work, _, _ = decode_cost(fmt, width, height)
+    parts = [Part("decode", work, "file")]
+    if analysis:
+        extra = ANALYSIS_WORK + COPY_WORK_PER_MP * width * height / 1_000_000
+        parts.append(Part("info", extra, "file"))
+    return Estimate(tuple(parts), width, height)
+
+
+def _admit(limits: Limits, *, analysis: bool) -> Callable[[Header], Estimate]:
+    def check(header: Header) -> Estimate:
+        priced = decode_estimate(header.format, header.width, header.height, analysis=analysis)
+        return refuse_over(priced, limits.max_work)
+
+    return check
+
+
 def probe(data: bytes, limits: Limits) -> dict[str, Any]:
     """Format, size and mode, after a full decode under the limits (damaged files fail here)."""
-    return _basics(open_image(data, limits))
+    return _basics(open_image(data, limits, admit=_admit(limits, analysis=False)))
 
 
 def image_info(data: bytes, limits: Limits) -> dict[str, Any]:
-    decoded = open_image(data, limits)
+    decoded = open_image(data, limits, admit=_admit(limits, analysis=True))
     return {
         **_basics(decoded),
         "exif": exif_summary(decoded.exif),

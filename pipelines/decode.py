@@ -162,13 +162,68 @@ def _bare(img: Image.Image) -> Image.Image:
 ShrinkHint = Callable[[int, int], tuple[int, int]]
 
 
-def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = None) -> DecodedImage:
-    """Decode `data` under `limits`.
+@dataclass
+class Header:
+    """What the header says, read and checked against the limits before any pixel decodes."""
 
-    `shrink_to(width, height)` gives, for the upright source size, the smallest size the caller
-    needs; JPEG sources are then decoded at a reduced DCT scale still at least that large
-    (shrink-on-load), the largest single speed-up for thumbnails.
-    """
+    image: Image.Image  # opened, not loaded
+    format: str
+    width: int  # upright
+    height: int
+    frames: int
+    orientation: int
+    exif: dict[int, object]
+    bytes: int
+
+    def shrunk(self, shrink_to: ShrinkHint | None) -> tuple[int, int]:
+        return shrunk_size(self.format, self.width, self.height, shrink_to)
+
+
+def shrunk_size(fmt: str, width: int, height: int, shrink_to: ShrinkHint | None) -> tuple[int, int]:
+    """The upright size a decode with `shrink_to` produces: JPEG decodes at the largest 1/1,
+    1/2, 1/4 or 1/8 scale still at least the size asked for (Pillow's draft rule)."""
+    if shrink_to is None or fmt not in ("JPEG", "MPO"):
+        return width, height
+    want_w, want_h = shrink_to(width, height)
+    ratio = min(width // max(1, want_w), height // max(1, want_h))
+    scale = next((s for s in (8, 4, 2) if ratio >= s), 1)
+    return -(-width // scale), -(-height // scale)
+
+
+# Decoding, per megapixel (bench/cost_calibration.py, "decode"). A JPEG's entropy decoding
+# reads every coefficient whatever the scale; its inverse DCT and colour conversion run only on
+# the pixels it produces, so shrink-on-load pays the second part at the reduced size.
+DECODE_WORK_PER_MP: dict[str, float] = {
+    "PNG": 15.0,
+    "WEBP": 7.0,
+    "GIF": 3.5,
+    "BMP": 1.0,
+    "TIFF": 1.0,
+}
+DECODE_FALLBACK_PER_MP = 25.0
+JPEG_ENTROPY_PER_SOURCE_MP = 1.0
+JPEG_PIXELS_PER_DECODED_MP = 1.7
+
+
+def decode_cost(
+    fmt: str | None, width: int, height: int, shrink_to: ShrinkHint | None = None
+) -> tuple[float, int, int]:
+    """(work, width, height) of decoding a `fmt` image of width x height, shrunk as asked. An
+    unknown format (None) is priced as the dearest decoder."""
+    fmt = fmt or ""
+    out_w, out_h = shrunk_size(fmt, width, height, shrink_to)
+    source_mp = width * height / 1_000_000
+    if fmt in ("JPEG", "MPO"):
+        work = JPEG_ENTROPY_PER_SOURCE_MP * source_mp
+        work += JPEG_PIXELS_PER_DECODED_MP * out_w * out_h / 1_000_000
+    else:
+        work = DECODE_WORK_PER_MP.get(fmt, DECODE_FALLBACK_PER_MP) * source_mp
+    return work, out_w, out_h
+
+
+def read_header(data: bytes, limits: Limits) -> Header:
+    """Identify `data` and check bytes, format, dimensions and frames against `limits`; decode
+    nothing. Cheap (the header only): the cost check runs on what it returns."""
     check_upload_size(len(data), limits)
     img = _identify(data, limits)
     fmt = img.format or "UNKNOWN"
@@ -193,8 +248,34 @@ def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = No
         exif = {}
     orientation = _orientation(exif)
     upright = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    return Header(img, fmt, upright[0], upright[1], frames, orientation, exif, len(data))
+
+
+def open_image(
+    data: bytes,
+    limits: Limits,
+    *,
+    shrink_to: ShrinkHint | None = None,
+    admit: Callable[[Header], object] | None = None,
+) -> DecodedImage:
+    """Decode `data` under `limits`.
+
+    `shrink_to(width, height)` gives, for the upright source size, the smallest size the caller
+    needs; JPEG sources are then decoded at a reduced DCT scale still at least that large
+    (shrink-on-load), the largest single speed-up for thumbnails. `admit(header)` runs after
+    the header checks and before any pixel is decoded: the cost check's place.
+    """
+    header = read_header(data, limits)
+    if admit is not None:
+        admit(header)
+    return decode(header, shrink_to=shrink_to)
+
+
+def decode(header: Header, *, shrink_to: ShrinkHint | None = None) -> DecodedImage:
+    """The pixels `header` announced, upright, normalised and without the source's metadata."""
+    img, fmt, orientation = header.image, header.format, header.orientation
     if shrink_to is not None and fmt in ("JPEG", "MPO"):
-        want_w, want_h = shrink_to(*upright)
+        want_w, want_h = shrink_to(header.width, header.height)
         stored = (want_h, want_w) if orientation in _SWAPS_AXES else (want_w, want_h)
         img.draft(img.mode if img.mode in ("RGB", "L") else None, stored)
     try:
@@ -213,16 +294,15 @@ def open_image(data: bytes, limits: Limits, *, shrink_to: ShrinkHint | None = No
         # A broken EXIF block should not cost the user the image.
         with contextlib.suppress(*_DECODE_ERRORS):
             img = ImageOps.exif_transpose(img)
-    width, height = upright
     return DecodedImage(
         image=_bare(_normalise_mode(img)),
         format=fmt,
-        width=width,
-        height=height,
+        width=header.width,
+        height=header.height,
         mode=source_mode,
-        frames=frames,
-        bytes=len(data),
-        exif=exif,
+        frames=header.frames,
+        bytes=header.bytes,
+        exif=header.exif,
         info=info,
     )
 

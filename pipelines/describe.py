@@ -8,16 +8,19 @@ import time
 from typing import Any
 
 from pipelines import regions as rg
-from pipelines.decode import open_image
+from pipelines.decode import decode, open_image, read_header
 from pipelines.limits import Limits
 from pipelines.ops import StepContext
-from pipelines.pipeline import apply_steps
+from pipelines.pipeline import apply_steps, check_cost
 from pipelines.spec import PipelineSpec
 
 
 def describe(data: bytes, spec: PipelineSpec, limits: Limits, source_name: str) -> dict[str, Any]:
-    deadline = time.monotonic() + limits.pipeline_timeout_s
-    decoded = open_image(data, limits)
+    until = (time.monotonic() + limits.pipeline_timeout_s, None)
+    header = read_header(data, limits)
+    # Described steps run for real (on the full-size image): priced like the pipeline itself.
+    check_cost(spec, header.width, header.height, limits, source_format=header.format)
+    decoded = decode(header)
     img = decoded.image
     assets = {
         name: open_image(spec.assets[name], limits).image
@@ -27,7 +30,7 @@ def describe(data: bytes, spec: PipelineSpec, limits: Limits, source_name: str) 
     ctx = StepContext(tuple(spec.regions), assets)
     operations: list[dict[str, Any]] = []
     for step in spec.steps:
-        img = apply_steps(img, [step.model_copy()], limits, ctx, deadline)
+        img = apply_steps(img, [step.model_copy()], limits, ctx, until)
         params = step.model_dump(exclude_defaults=True, exclude={"op"})
         operations.append({"type": step.op, **params, "width": img.width, "height": img.height})
     fmt, quality = spec.output(decoded.format)

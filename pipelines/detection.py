@@ -14,8 +14,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from pipelines.cost import StepCost
 from pipelines.errors import InvalidParameter
-from pipelines.results import Box, Detection, ObjectsResult
+from pipelines.results import Detection, ObjectsResult
+from pipelines.sizing import ModelImage, working
+
+# One image through YOLO at image_size 640, in work units (bench/cost_calibration.py,
+# "models"): yolo11n-sized; the price grows with the input's area, (image_size / 640)^2.
+# The image reaches the model at its input size (sizing.py), so the source's size adds nothing.
+YOLO_WORK_AT_640 = 90.0
 
 
 class DetectParams(BaseModel):
@@ -31,6 +38,13 @@ class DetectParams(BaseModel):
         if size % 32:
             raise ValueError("image_size must be a multiple of 32")
         return size
+
+    def working_side(self) -> int:
+        return self.image_size
+
+    def cost(self, width: int, height: int) -> StepCost:
+        work = YOLO_WORK_AT_640 * (self.image_size / 640) ** 2
+        return StepCost(work, width, height, "image_size")
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -123,7 +137,7 @@ class YoloEngine:
         return ids
 
     def predict(
-        self, images: list[np.ndarray], params: list[DetectParams]
+        self, images: list[np.ndarray | ModelImage], params: list[DetectParams]
     ) -> list[ObjectsResult | Exception]:
         """One model call per group of requests sharing image size and IoU; each request's own
         confidence, classes and max_detections are applied to its own image afterwards. A bad
@@ -133,18 +147,23 @@ class YoloEngine:
         results: list[ObjectsResult | Exception] = [InvalidParameter("not run")] * len(images)
         wanted: dict[int, set[int] | None] = {}
         groups: dict[tuple[int, float], list[int]] = {}
+        inputs: dict[int, ModelImage] = {}
         for i, (image, p) in enumerate(zip(images, params, strict=True)):
             try:
-                if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+                pixels = image.pixels if isinstance(image, ModelImage) else image
+                if not isinstance(pixels, np.ndarray) or pixels.ndim != 3 or pixels.shape[2] != 3:
                     raise InvalidParameter("expected an RGB image array", field="file")
                 wanted[i] = self.class_ids(p.classes)  # unknown labels fail before the model
+                # At the model's input size: ultralytics would letterbox it there anyway, after
+                # copying every source pixel.
+                inputs[i] = working(image, p.image_size)
             except InvalidParameter as exc:
                 results[i] = exc
                 continue
             groups.setdefault((p.image_size, p.iou), []).append(i)
         for (size, iou), indices in groups.items():
             self._set_threads(torch)
-            batch = [np.ascontiguousarray(images[i][:, :, ::-1]) for i in indices]  # BGR
+            batch = [np.ascontiguousarray(inputs[i].pixels[:, :, ::-1]) for i in indices]  # BGR
             lowest = min(params[i].confidence for i in indices)
             most = max(params[i].max_detections for i in indices)
             outputs = self.model.predict(
@@ -157,13 +176,12 @@ class YoloEngine:
                 verbose=False,
             )
             for i, output in zip(indices, outputs, strict=True):
-                results[i] = self._to_result(output, images[i], params[i], wanted[i])
+                results[i] = self._to_result(output, inputs[i], params[i], wanted[i])
         return results
 
     def _to_result(
-        self, output: Any, image: np.ndarray, p: DetectParams, wanted: set[int] | None
+        self, output: Any, image: ModelImage, p: DetectParams, wanted: set[int] | None
     ) -> ObjectsResult:
-        height, width = image.shape[:2]
         boxes = output.boxes
         xyxy = boxes.xyxy.cpu().numpy().tolist()
         conf = boxes.conf.cpu().numpy().tolist()
@@ -173,12 +191,15 @@ class YoloEngine:
                 label=self.names.get(c, str(c)),
                 class_id=c,
                 confidence=round(float(s), 4),
-                box=Box.clipped(b[0], b[1], b[2], b[3], width=width, height=height),
+                box=image.to_source(b[0], b[1], b[2], b[3]),
             )
             for b, s, c in zip(xyxy, conf, cls, strict=True)
             if s >= p.confidence and (wanted is None or c in wanted)
         ]
         found.sort(key=lambda d: d.confidence, reverse=True)
         return ObjectsResult(
-            detections=found[: p.max_detections], width=width, height=height, model=self.name
+            detections=found[: p.max_detections],
+            width=image.source_width,
+            height=image.source_height,
+            model=self.name,
         )

@@ -1,9 +1,14 @@
 """Security limits, kept in one place (as imgproxy keeps its `security/`).
 
-`check_upload_size` and `decode.open_image` are the only places that enforce them.
+`check_upload_size` and `decode.open_image` are the only places that enforce them, and
+`cost.refuse_over` (through `pipeline.check_cost` and the model engines) the work limit.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
 
 from PIL import Image
 from pydantic import BaseModel, Field, field_validator
@@ -24,7 +29,15 @@ class Limits(BaseModel):
     max_side: int = Field(16384, ge=1, description="longest side of a requested result")
     max_frames: int = Field(100, ge=1, description="frames in an animated source")
     allowed_formats: tuple[str, ...] = DEFAULT_INPUT_FORMATS
-    pipeline_timeout_s: float = Field(30.0, gt=0)
+    pipeline_timeout_s: float = Field(
+        30.0, gt=0, description="a request's image or model work past this answers 504 and stops"
+    )
+    max_work: float = Field(
+        5000.0,
+        gt=0,
+        description="the most work (pipelines/cost.py units) one image may cost: decode, steps,"
+        " models, encode; more is refused before decoding with 422 too_costly",
+    )
 
     @field_validator("allowed_formats")
     @classmethod
@@ -56,3 +69,28 @@ def check_pixels(width: int, height: int, limits: Limits, *, what: str = "the im
             f" the limit is {limits.max_pixels}",
             code="too_many_pixels",
         )
+
+
+def apply_live(current: Limits, base: Limits, overrides: Mapping[str, Any] | None) -> Limits:
+    """Set `current`, in place, to `base` overridden by `overrides` (a deployment's
+    `user_config: {limits: {...}}`), and return it.
+
+    One object per replica is the source of truth: every part of the replica that applies a
+    limit (the ingress's inline work, its AI and image services, the Preprocessor, the model
+    deployments, the TaskRunner) holds this same object, so one reconfigure reaches them all.
+    Overrides are relative to the settings the replica started with, not to the last change:
+    a key removed from user_config goes back to its setting. Invalid values raise before
+    anything changes."""
+    fresh = Limits.model_validate({**base.model_dump(), **dict(overrides or {})})
+    for name in Limits.model_fields:
+        object.__setattr__(current, name, getattr(fresh, name))
+    return current
+
+
+def deadline_after(limits: Limits, timeout_s: float | None = None) -> float:
+    """The `time.monotonic()` by which a request's work must end: the pipeline timeout, or
+    less when the caller has less left (`timeout_s`, what remains of its own deadline)."""
+    budget = limits.pipeline_timeout_s
+    if timeout_s is not None:
+        budget = min(budget, max(0.0, timeout_s))
+    return time.monotonic() + budget

@@ -1,15 +1,31 @@
-"""Run a pipeline: decode once, apply each step in order, encode once."""
+"""Run a pipeline: read the header, price the work, decode once, apply each step in order,
+encode once.
+
+`check_cost` is the one place a pipeline's price is decided (issue #18); `run_pipeline` calls
+it between the header and the decode, so nothing that runs a pipeline can skip it.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from pipelines import regions as rg
-from pipelines.decode import DecodedImage, open_image, read_frames
+from pipelines.cost import Estimate, Part, encode_cost, price_steps, refuse_over
+from pipelines.decode import (
+    DecodedImage,
+    Header,
+    ShrinkHint,
+    decode,
+    decode_cost,
+    open_image,
+    read_frames,
+    read_header,
+)
 from pipelines.encode import (
     ANIMATED,
     DEFAULT_QUALITY,
@@ -23,6 +39,9 @@ from pipelines.errors import DeadlineExceeded
 from pipelines.limits import Limits
 from pipelines.ops import CONTEXTUAL, OPERATIONS, StepContext
 from pipelines.spec import PipelineSpec, Step
+
+# When work must stop: a monotonic deadline, and an event set when the request was given up.
+Until = tuple[float, threading.Event | None]
 
 
 @dataclass(frozen=True)
@@ -40,21 +59,87 @@ class ProcessedImage:
     elapsed_ms: float
 
 
+def _shrink_hint(spec: PipelineSpec) -> ShrinkHint | None:
+    # Shrink-on-load only when a resizing step comes first: later steps then see only its output.
+    first = spec.steps[0] if spec.steps else None
+    hint: ShrinkHint | None = getattr(first, "decode_hint", None)
+    return hint
+
+
+def _pinned(steps: list[Step], width: int, height: int) -> list[Step]:
+    """The steps with a leading resizing step's result size fixed from the true source size."""
+    first = steps[0] if steps else None
+    if first is not None and hasattr(first, "pinned"):
+        steps[0] = first.pinned(width, height)
+    return steps
+
+
+def estimate(
+    spec: PipelineSpec,
+    width: int,
+    height: int,
+    source_format: str | None = None,
+    frames: int = 1,
+) -> Estimate:
+    """The work `spec` costs on an upright width x height `source_format` image: the decode
+    (at the size shrink-on-load gives), each step at the size the one before leaves, the
+    encode of the result. An unknown format is priced as the dearest decoder. A pipeline that
+    keeps an animation's `frames` does all of it once per frame."""
+    work, dec_w, dec_h = decode_cost(source_format, width, height, _shrink_hint(spec))
+    priced = price_steps(_pinned(list(spec.steps), width, height), dec_w, dec_h)
+    fmt = spec.output(source_format or "")[0]  # an unknown source encodes as PNG
+    encoded = encode_cost(fmt, priced.width, priced.height)
+    parts = (
+        Part("decode", work, "file"),
+        *priced.parts,
+        Part("encode", encoded.work, "format"),
+    )
+    if frames > 1 and spec.frames == "all" and fmt in ANIMATED:
+        parts = tuple(replace(part, work=part.work * frames) for part in parts)
+    return Estimate(parts, priced.width, priced.height)
+
+
+def check_cost(
+    spec: PipelineSpec,
+    width: int,
+    height: int,
+    limits: Limits,
+    *,
+    source_format: str | None = None,
+    frames: int = 1,
+) -> Estimate:
+    """`spec`'s estimate on a width x height source, or 422 `too_costly` over
+    `limits.max_work`, naming the field of its costliest part. Every front door (the POST
+    routes, batch items, handle calls, the URL API) meets it inside `run_pipeline`; call it
+    directly to refuse even earlier."""
+    priced = estimate(spec, width, height, source_format, frames)
+    return refuse_over(priced, limits.max_work)
+
+
 def run_pipeline(
-    data: bytes, spec: PipelineSpec, limits: Limits, *, deadline: float | None = None
+    data: bytes,
+    spec: PipelineSpec,
+    limits: Limits,
+    *,
+    deadline: float | None = None,
+    stop: threading.Event | None = None,
+    header: Header | None = None,
 ) -> ProcessedImage:
-    """`deadline` is a `time.monotonic()` value; checked between steps."""
+    """`deadline` is a `time.monotonic()` value, checked between steps, as is `stop` (set when
+    the request was answered or its client left). `header`: `data`'s, when the caller has
+    already read it (it is checked and priced again all the same)."""
     started = time.monotonic()
     if deadline is None:
         deadline = started + limits.pipeline_timeout_s
-    # Shrink-on-load only when a resizing step comes first: later steps then see only its output.
-    first = spec.steps[0] if spec.steps else None
-    hint = getattr(first, "decode_hint", None)
-    decoded = open_image(data, limits, shrink_to=hint)
+    if header is None:
+        header = read_header(data, limits)
+    check_cost(
+        spec, header.width, header.height, limits, source_format=header.format, frames=header.frames
+    )
+    decoded = decode(header, shrink_to=_shrink_hint(spec))
     img = decoded.image
-    steps: list[Step] = [step.model_copy() for step in spec.steps]  # steps may memo per run
-    if first is not None and hasattr(first, "pinned"):
-        steps[0] = first.pinned(decoded.width, decoded.height)
+    # Copies: steps may memo per run.
+    steps = _pinned([step.model_copy() for step in spec.steps], decoded.width, decoded.height)
     # Regions come in the source's upright pixels; the decoded image may be smaller.
     regions = rg.scale(tuple(spec.regions), img.width / decoded.width, img.height / decoded.height)
     assets = {
@@ -65,11 +150,10 @@ def run_pipeline(
     fmt, quality = spec.output(decoded.format)
     if spec.frames == "all" and decoded.frames > 1 and fmt in ANIMATED:
         return _animated(
-            data, decoded, spec, steps, limits, deadline, assets, fmt, quality, started
+            data, decoded, spec, steps, limits, (deadline, stop), assets, fmt, quality, started
         )
-    img = apply_steps(img, steps, limits, StepContext(regions, assets), deadline)
-    if time.monotonic() > deadline:
-        raise DeadlineExceeded("the pipeline ran out of time before encoding")
+    img = apply_steps(img, steps, limits, StepContext(regions, assets), (deadline, stop))
+    _check_time(deadline, stop, "before encoding")
     return finish(img, decoded, fmt, quality, started, max_bytes=spec.max_bytes())
 
 
@@ -78,11 +162,11 @@ def apply_steps(
     steps: Sequence[Step],
     limits: Limits,
     ctx: StepContext,
-    deadline: float,
+    until: Until,
 ) -> Image.Image:
+    deadline, stop = until
     for index, step in enumerate(steps):
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(f"the pipeline ran out of time before step {index}")
+        _check_time(deadline, stop, f"before step {index}")
         contextual = CONTEXTUAL.get(step.op)
         if contextual is not None:
             img = contextual(img, step, limits, ctx)
@@ -100,7 +184,7 @@ def _animated(
     spec: PipelineSpec,
     steps: Sequence[Step],
     limits: Limits,
-    deadline: float,
+    until: Until,
     assets: Mapping[str, Image.Image],
     fmt: FormatName,
     quality: int | None,
@@ -113,9 +197,8 @@ def _animated(
     out = []
     for frame in animation.frames:
         ctx = StepContext(rg.scale(tuple(spec.regions), *scale), assets)
-        out.append(apply_steps(frame, steps, limits, ctx, deadline))
-    if time.monotonic() > deadline:
-        raise DeadlineExceeded("the pipeline ran out of time before encoding")
+        out.append(apply_steps(frame, steps, limits, ctx, until))
+    _check_time(*until, "before encoding")
     encoded = encode_frames(out, animation.durations, animation.loop, fmt, quality)
     return _result(encoded, out[0], decoded, fmt, started)
 
@@ -133,6 +216,27 @@ def fit_bytes(img: Image.Image, fmt: FormatName, quality: int | None, max_bytes:
             break
         data = encode(img, fmt, q)
     return data
+
+
+def run_within(
+    data: bytes,
+    spec: PipelineSpec,
+    limits: Limits,
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    header: Header | None = None,
+) -> ProcessedImage:
+    """`run_pipeline` with `timeout_s` from now: what a worker thread or child runs (a
+    monotonic deadline means nothing across machines; seconds left does)."""
+    deadline = time.monotonic() + timeout_s
+    return run_pipeline(data, spec, limits, deadline=deadline, stop=stop, header=header)
+
+
+def _check_time(deadline: float, stop: threading.Event | None, where: str) -> None:
+    if stop is not None and stop.is_set():
+        raise DeadlineExceeded(f"the request was given up {where}", code="cancelled")
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded(f"the pipeline ran out of time {where}")
 
 
 def finish(

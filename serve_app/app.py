@@ -17,10 +17,12 @@ def build() -> Application:
     settings = get_settings()
     models = settings.models
     # serve.deployment turns the classes into Deployments; their stubs do not say so.
-    preprocessor = Preprocessor.bind(limits=settings.limits.to_limits().model_dump())  # type: ignore[attr-defined]
-    detector = YoloDetector.bind(weights=models.yolo_weights)  # type: ignore[attr-defined]
-    ocr = OcrReader.bind(default_engine=models.ocr_engine)  # type: ignore[attr-defined]
-    faces = FaceDetector.bind(default_engine=models.face_engine)  # type: ignore[attr-defined]
+    # The settings' limits are every deployment's base; user_config.limits overrides them live.
+    limits = settings.limits.to_limits().model_dump()
+    preprocessor = Preprocessor.bind(limits=limits)  # type: ignore[attr-defined]
+    detector = YoloDetector.bind(weights=models.yolo_weights, limits=limits)  # type: ignore[attr-defined]
+    ocr = OcrReader.bind(default_engine=models.ocr_engine, limits=limits)  # type: ignore[attr-defined]
+    faces = FaceDetector.bind(default_engine=models.face_engine, limits=limits)  # type: ignore[attr-defined]
     # One graph: the runner shares the same model deployments as the ingress.
     runner = TaskRunner.bind(preprocessor, detector, ocr, faces)  # type: ignore[attr-defined]
     return Ingress.bind(preprocessor, detector, ocr, faces, runner)  # type: ignore[attr-defined]

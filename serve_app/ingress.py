@@ -19,7 +19,7 @@ from serve_app.observe import tracing
 from serve_app.routes import ai, health, images, metrics, operations, playground, tasks, urls
 from serve_app.schemas import ProcessRequest
 from serve_app.security import ApiKeys
-from serve_app.services.build import build_services
+from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.tasks import TaskService
 from serve_app.services.urls import UrlService
 from serve_app.settings import get_settings
@@ -90,6 +90,7 @@ class Ingress:
         images, ai = build_services(
             settings, preprocessor, detector, ocr, faces, inline=settings.processing.inline
         )
+        self._images = images
         context.set_services(
             images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
         )
@@ -98,6 +99,12 @@ class Ingress:
         tracing.configure(settings.tracing)
         limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None
         context.set_guard(Guard(ApiKeys(settings.security.api_keys), limiter))
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """`user_config: {limits: {...}}`: the limits every inline pipeline, AI call and batch
+        submission of this replica applies, changed live (the same block as the Preprocessor's,
+        the model deployments' and the TaskRunner's)."""
+        reconfigure_limits(self._images, get_settings(), config)
 
     def check_health(self) -> None:
         """Fails only for what a restart fixes: services not built. A database or storage

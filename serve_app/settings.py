@@ -2,7 +2,8 @@
 
 Groups and their variables:
 - limits:   LIMITS_MAX_UPLOAD_BYTES, LIMITS_MAX_PIXELS, LIMITS_MAX_SIDE, LIMITS_MAX_FRAMES,
-            LIMITS_ALLOWED_FORMATS (JSON list), LIMITS_PIPELINE_TIMEOUT_S
+            LIMITS_ALLOWED_FORMATS (JSON list), LIMITS_PIPELINE_TIMEOUT_S, LIMITS_MAX_WORK
+            (every replica's base; serve_config.yaml's user_config.limits overrides live)
 - storage:  STORAGE_URL (file://... or s3://bucket/prefix), S3_ENDPOINT_URL
 - database: DATABASE_URL (sqlite:///... or postgresql://...), DATABASE_AUTO_MIGRATE
 - processing: PROCESSING_INLINE, PROCESSING_THREADS, PROCESSING_MAX_QUEUED (where and how

@@ -8,6 +8,7 @@ from typing import Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.cost import StepCost
 from pipelines.encode import OutputFormat
 from pipelines.limits import Limits
 from pipelines.ops.registry import register
@@ -19,6 +20,10 @@ class ConvertStep(BaseModel):
     op: Literal["convert"] = "convert"
     format: OutputFormat
     quality: int | None = Field(None, ge=1, le=100, description="jpeg and webp")
+
+    def cost(self, width: int, height: int) -> StepCost:
+        """Free here: the encoding it chooses is priced once, at the pipeline's end."""
+        return StepCost(0.0, width, height)
 
 
 @register("convert")

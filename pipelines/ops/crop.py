@@ -11,10 +11,16 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipelines import regions as rg
+from pipelines.cost import StepCost, megapixels
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits
 from pipelines.ops.gravity import Gravity, place
 from pipelines.ops.registry import StepContext, also_contextual, register
+
+# Work per megapixel (bench/cost_calibration.py, "crop"): a copy of the window; smart gravity
+# scores a small copy of the whole image first.
+CROP_WORK_PER_RESULT_MP = 0.5
+SMART_WORK_PER_SOURCE_MP = 2.0
 
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -55,6 +61,27 @@ class CropStep(BaseModel):
         if info.data["aspect"] is None and (info.data["width"] is None or height is None):
             raise ValueError("give width and height (with x, y), or aspect")
         return height
+
+    def cost(self, width: int, height: int) -> StepCost:
+        w, h = _size(self, width, height)
+        work = CROP_WORK_PER_RESULT_MP * megapixels(w, h)
+        if self.aspect is not None and self.gravity == "smart":
+            work += SMART_WORK_PER_SOURCE_MP * megapixels(width, height)
+        return StepCost(work, w, h)
+
+
+def _size(step: CropStep, src_w: int, src_h: int) -> tuple[int, int]:
+    """The window's size on a src_w x src_h image (clipped as `apply` clips it)."""
+    if step.aspect is not None:
+        ratio = parse_aspect(step.aspect)
+        if src_w / src_h > ratio:
+            return max(1, round(src_h * ratio)), src_h
+        return src_w, max(1, round(src_w / ratio))
+    assert step.width is not None and step.height is not None
+    return (
+        max(1, min(step.x + step.width, src_w) - step.x),
+        max(1, min(step.y + step.height, src_h) - step.y),
+    )
 
 
 def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:

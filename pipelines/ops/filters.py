@@ -14,8 +14,18 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipelines.cost import StepCost, megapixels
 from pipelines.limits import Limits
 from pipelines.ops.registry import register
+
+# Work per megapixel (bench/cost_calibration.py, "filter"). Pillow's median keeps a size x size
+# window per pixel, so its price grows with the kernel's area; box and gaussian blurs run
+# sliding sums, flat in the radius as measured (r=2 and r=50 cost the same; gaussian is three
+# box passes); the 3x3 kernels pay a padded copy and one convolution.
+KERNEL_WORK_PER_MP = 18.0
+BLUR_WORK_PER_MP = {"blur": 11.0, "gaussian": 25.0}
+MEDIAN_WORK_PER_MP_PER_AREA = 12.0
+RGBA_SPLIT_WORK_PER_MP = 4.0
 
 FilterName = Literal["blur", "sharpen", "edge", "gaussian", "median", "emboss", "contour"]
 
@@ -34,6 +44,19 @@ class FilterStep(BaseModel):
     name: FilterName
     radius: float = Field(2.0, gt=0, le=100, description="blur and gaussian")
     size: int = Field(3, ge=3, le=15, description="median window; odd")
+
+    def cost(self, width: int, height: int) -> StepCost:
+        mp = megapixels(width, height)
+        field: str | None = None
+        if self.name == "median":
+            per_mp, field = MEDIAN_WORK_PER_MP_PER_AREA * self.size * self.size, "size"
+        elif self.name in ("blur", "gaussian"):
+            per_mp, field = BLUR_WORK_PER_MP[self.name], "radius"
+        else:
+            per_mp = KERNEL_WORK_PER_MP
+        # An RGBA source is split and put back together around the filter (`apply`); the
+        # estimate is made before decoding, so it always counts that in.
+        return StepCost((per_mp + RGBA_SPLIT_WORK_PER_MP) * mp, width, height, field)
 
     @field_validator("size")
     @classmethod

@@ -10,6 +10,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipelines import regions as rg
+from pipelines.cost import StepCost, megapixels
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits, check_pixels
 from pipelines.ops.gravity import Gravity, place
@@ -20,6 +21,13 @@ from pipelines.ops.registry import StepContext, also_contextual, register
 _REDUCING_GAP = 3.0
 
 ResizeMode = Literal["fit", "exact", "fill"]
+
+# Work per megapixel (bench/cost_calibration.py, "resize"): the box reduce reads every source
+# pixel, Lanczos writes every result pixel; smart gravity adds a pass over a small copy, which
+# costs a thumbnail of the source.
+RESIZE_WORK_PER_SOURCE_MP = 1.5
+RESIZE_WORK_PER_RESULT_MP = 9.0
+SMART_WORK_PER_SOURCE_MP = 2.0
 
 
 class ResizeStep(BaseModel):
@@ -59,6 +67,20 @@ class ResizeStep(BaseModel):
             k = min(src_w / w, src_h / h)
             w, h = max(1, math.floor(w * k)), max(1, math.floor(h * k))
         return w, h
+
+    def cost(self, width: int, height: int) -> StepCost:
+        w, h = self.target_box(width, height)
+        work = RESIZE_WORK_PER_SOURCE_MP * megapixels(width, height)
+        work += RESIZE_WORK_PER_RESULT_MP * megapixels(w, h)
+        if self.mode == "fill" and self.gravity == "smart":
+            work += SMART_WORK_PER_SOURCE_MP * megapixels(width, height)
+        # What grows the work past the source's own price is the result's size.
+        field = (
+            ("width" if (self.width or 0) >= (self.height or 0) else "height")
+            if (w * h > width * height)
+            else None
+        )
+        return StepCost(work, w, h, field)
 
     def pinned(self, src_w: int, src_h: int) -> ResizeStep:
         """This step with its result size fixed from the true source size.

@@ -17,6 +17,7 @@ REJECTION_REASONS = {
     "too_large": "size",
     "too_many_pixels": "pixels",
     "too_many_frames": "frames",
+    "too_costly": "cost",
     "unsupported_format": "format",
     "not_an_image": "format",
     "unsupported_media_type": "format",
@@ -55,7 +56,7 @@ def request_duration() -> metrics.Histogram:
 def rejections() -> metrics.Counter:
     return metrics.Counter(
         "image_rejections",
-        description="Requests refused by a limit: size, pixels, frames, format, rate_limit, "
+        description="Requests refused by a limit: size, pixels, frames, format, cost, rate_limit, "
         "auth, overload, signature, source_address (SSRF), source_host.",
         tag_keys=("reason",),
     )

@@ -1,9 +1,16 @@
 """What the AI routes do: decode once in the Preprocessor, hand its DeploymentResponse straight
 to a model deployment (Serve resolves it there, no round trip through the ingress), and draw
-the boxes when asked."""
+the boxes when asked.
+
+The Preprocessor decodes only what the model will look at (its working size, pipelines/
+sizing.py), after pricing the call from the header (decode and model) against the live limits.
+Each call has a deadline, LIMITS_PIPELINE_TIMEOUT_S from its start: both hops get what remains
+of it, and past it the client gets 504 and the calls are cancelled (Serve carries that to the
+replicas, whose children are killed: deployments/killable.py)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -12,12 +19,15 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.detection import DetectParams
 from pipelines.encode import FormatName
 from pipelines.faces import FaceParams
-from pipelines.limits import Limits, check_upload_size
+from pipelines.limits import Limits, check_upload_size, deadline_after
 from pipelines.ocr import OcrParams
 from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from pipelines.tasks import AiStep, DetectFacesStep, DetectObjectsStep
 from serve_app.observe.tracing import call_span
+from serve_app.services.image_work import within
+
+ModelParams = DetectParams | OcrParams | FaceParams
 
 
 class AiService:
@@ -35,24 +45,31 @@ class AiService:
         self.faces = faces
         self.limits = limits
 
-    def _pixels(self, data: bytes) -> Any:
+    async def _model(self, model: Any, data: bytes, params: ModelParams) -> Any:
+        """Decode for the model in the Preprocessor, feed its response to `model`, by the
+        deadline."""
         check_upload_size(len(data), self.limits)
-        return self.preprocessor.decode_rgb.remote(data)
+        deadline = deadline_after(self.limits)
+        pixels = self.preprocessor.decode_for_model.remote(
+            data, params, timeout_s=deadline - time.monotonic()
+        )
+        call = model.remote(pixels, params, timeout_s=deadline - time.monotonic())
+        return await within(deadline, call)
 
     # Each span covers the decode in the Preprocessor and the model call it feeds.
     async def detect_objects(self, data: bytes, params: DetectParams) -> ObjectsResult:
         with call_span("YoloDetector", "detect"):
-            result: ObjectsResult = await self.detector.detect.remote(self._pixels(data), params)
+            result: ObjectsResult = await self._model(self.detector.detect, data, params)
         return result
 
     async def read_text(self, data: bytes, params: OcrParams) -> OcrResult:
         with call_span("OcrReader", "read"):
-            result: OcrResult = await self.ocr.read.remote(self._pixels(data), params)
+            result: OcrResult = await self._model(self.ocr.read, data, params)
         return result
 
     async def detect_faces(self, data: bytes, params: FaceParams) -> FacesResult:
         with call_span("FaceDetector", "detect"):
-            result: FacesResult = await self.faces.detect.remote(self._pixels(data), params)
+            result: FacesResult = await self._model(self.faces.detect, data, params)
         return result
 
     # The same models on pixels the caller already has (the URL API's smart crop decodes a
@@ -82,10 +99,12 @@ class AiService:
         fmt: FormatName | None,
         quality: int | None,
     ) -> ProcessedImage:
+        deadline = deadline_after(self.limits)
         with call_span("Preprocessor", "annotate"):
-            image: ProcessedImage = await self.preprocessor.annotate.remote(
-                data, boxes, fmt, quality
+            call = self.preprocessor.annotate.remote(
+                data, boxes, fmt, quality, timeout_s=deadline - time.monotonic()
             )
+            image: ProcessedImage = await within(deadline, call)
         return image
 
     async def status(self) -> dict[str, Any]:

@@ -4,10 +4,12 @@ deployment handles it was given. The Ingress and the TaskRunner build the same o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
 
+from pipelines.limits import Limits, apply_live
 from serve_app.services.ai import AiService
 from serve_app.services.image_work import ImageWork, InlineFirst, LocalImageWork, RemoteImageWork
 from serve_app.services.images import ImageService
@@ -27,7 +29,8 @@ def build_services(
     inline: bool = False,
 ) -> tuple[ImageService, AiService]:
     """`inline`: image pipelines run in this process (PROCESSING_INLINE, for the ingress);
-    otherwise they go to the Preprocessor."""
+    otherwise they go to the Preprocessor. Every service gets the same Limits object (the
+    replica's live limits: `reconfigure_limits`)."""
     db = Database(settings.database_url)
     if settings.database.auto_migrate:
         db.migrate()
@@ -41,3 +44,11 @@ def build_services(
         work = InlineFirst(local, remote)
     images = ImageService(work, db, store, limits, cache, settings.cache.max_pending_writes)
     return images, AiService(preprocessor, detector, ocr, faces, limits)
+
+
+def reconfigure_limits(
+    images: ImageService, settings: Settings, config: Mapping[str, Any]
+) -> Limits:
+    """Apply `user_config: {limits: {...}}` over the settings' limits to the replica's one
+    Limits object, which its image work, AI and task services all hold."""
+    return apply_live(images.limits, settings.limits.to_limits(), config.get("limits"))

@@ -117,7 +117,7 @@ class ImageService:
         return source.data
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
-        work = self.work.doer(spec)  # the span names where it runs: inline or Preprocessor
+        work = self.work.doer(spec, data)  # the span names where it runs (by its price)
         with call_span(work.where, "process"):
             return await work.process(data, spec)
 

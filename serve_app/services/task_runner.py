@@ -28,13 +28,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from pipelines.errors import ServiceError
+from pipelines.errors import Overloaded, ServiceError
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Unavailable
 from serve_app.services.ai import AiService
-from serve_app.services.build import build_services
+from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
@@ -49,7 +49,9 @@ CACHE_EVICT_EVERY_S = 60.0
 def _transient(exc: BaseException) -> bool:
     """Worth another try: a dependency outage or a dead downstream replica; not bad input or
     a model that cannot load."""
-    return isinstance(exc, Unavailable) or not isinstance(exc, ServiceError)
+    # Overloaded: the Preprocessor's expensive-work slots were all busy (a 503 with Retry-After),
+    # which a batch item waits out rather than fails on.
+    return isinstance(exc, Unavailable | Overloaded) or not isinstance(exc, ServiceError)
 
 
 def _replica_name() -> str:
@@ -236,6 +238,10 @@ class TaskRunner:
         self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """`user_config: {limits: {...}}`, live, like every deployment that applies limits."""
+        reconfigure_limits(self.worker.images, get_settings(), config)
 
     def _ensure_sweeper(self) -> None:
         """The sweep loop runs on the replica's event loop; (re)start it when it is not."""

@@ -16,6 +16,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.errors import InvalidParameter
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Conflict, NotFound
+from serve_app.services.image_work import check_batch_cost
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings
@@ -69,8 +70,9 @@ class TaskService:
             earlier = await offload("database", self.store.by_key, idempotency_key, request_print)
             if earlier is not None:
                 return await self.view(earlier.id), False
-        for image_id in dict.fromkeys(image_ids):
-            await self.images.record(image_id)  # 404 naming a missing id, before any write
+        sizes = [await self.images.record(image_id) for image_id in dict.fromkeys(image_ids)]
+        # 404 naming a missing id above, 422 too_costly here: both before any write.
+        check_batch_cost(pipeline, files, sizes, self.images.limits)
         uploaded = await asyncio.gather(*(self.images.upload(data) for data in files))
         sources = [record.id for record in uploaded] + image_ids
         task, created = await offload(

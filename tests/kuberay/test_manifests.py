@@ -151,6 +151,7 @@ def test_settings_the_code_reads_are_known() -> None:
         "LIMITS_MAX_FRAMES",
         "LIMITS_ALLOWED_FORMATS",
         "LIMITS_PIPELINE_TIMEOUT_S",
+        "LIMITS_MAX_WORK",
         "MODELS_YOLO_WEIGHTS",
         "MODELS_OCR_ENGINE",
         "MODELS_FACE_ENGINE",
