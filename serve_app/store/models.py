@@ -3,7 +3,9 @@
 - images:      every stored image, uploads and stored results alike.
 - results:     the result cache, keyed by sha256(input bytes + canonical pipeline).
 - tasks:       batch tasks; `heartbeat_at` is the runner's lease, so a dead runner's task is
-               found and resumed (or failed with a reason) instead of staying "running".
+               found and resumed (or failed with a reason) instead of staying "running";
+               `lease_epoch` grows with every claim and fences each runner write.
+               `owner` is the tenant (API key or client identity) that created it.
 - task_items:  one row per image of a task, with its outcome.
 
 A row that names a blob is written only after the blob is in storage.
@@ -44,7 +46,10 @@ class ImageRecord(Base):
     bytes: Mapped[int] = mapped_column(Integer)
     source_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"), default=None)
     pipeline: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
 
 
 class CachedResult(Base):
@@ -83,12 +88,22 @@ class TaskRecord(Base):
     total: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     runner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    owner: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, index=True
+    )
+    # The webhook: pending -> delivered | failed (with callback_error, the reason).
+    callback_url: Mapped[str | None] = mapped_column(Text, default=None)
+    callback_state: Mapped[str | None] = mapped_column(String(16), index=True, default=None)
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_error: Mapped[str | None] = mapped_column(Text, default=None)
+    callback_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class TaskItem(Base):
