@@ -11,7 +11,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app import context
-from serve_app.errors import install_error_handlers
+from serve_app.errors import Unavailable, install_error_handlers
 from serve_app.guards.body_limit import BodyLimitMiddleware
 from serve_app.guards.guard import Guard, GuardMiddleware
 from serve_app.guards.rate_limit import RateLimiter
@@ -46,9 +46,20 @@ api.include_router(metrics.router)
 api.include_router(urls.router)
 # First: the URL API (/{signature|unsafe}/...) claims only paths no other route can have.
 api.router.routes.insert(0, urls.route)
+
+
+def _upload_body_limit() -> int:
+    """The live `max_upload_bytes` (one source of truth with the pipelines), plus the form."""
+    try:
+        limit = context.image_service().limits.max_upload_bytes
+    except Unavailable:  # still starting: the setting it will start with
+        limit = get_settings().limits.max_upload_bytes
+    return limit + MULTIPART_OVERHEAD
+
+
 api.add_middleware(
     BodyLimitMiddleware,
-    max_body_bytes=get_settings().limits.max_upload_bytes + MULTIPART_OVERHEAD,
+    max_body_bytes=_upload_body_limit,
     # A batch carries many images; each is still held to the per-image limit when stored.
     path_limits={"/api/v1/batch": get_settings().tasks.max_body_bytes},
 )

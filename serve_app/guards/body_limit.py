@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,17 +64,26 @@ def _rejection(limit: int) -> bytes:
 
 
 class BodyLimitMiddleware:
-    """`max_body_bytes` everywhere but the paths in `path_limits`, which have their own."""
+    """`max_body_bytes` everywhere but the paths in `path_limits`, which have their own.
+
+    `max_body_bytes` may be a function, read per request, so a limit changed live
+    (`user_config: {limits: ...}`) is the one the body is held to."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, path_limits: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int | Callable[[], int],
+        path_limits: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.path_limits = path_limits or {}
 
     def _limit(self, scope: Scope) -> int:
-        return self.path_limits.get(scope.get("path", ""), self.max_body_bytes)
+        limit = self.path_limits.get(scope.get("path", ""))
+        if limit is not None:
+            return limit
+        return self.max_body_bytes() if callable(self.max_body_bytes) else self.max_body_bytes
 
     async def _reject(self, send: Send, limit: int) -> None:
         body = _rejection(limit)

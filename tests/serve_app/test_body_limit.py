@@ -91,3 +91,15 @@ async def test_drain_budget_stops_an_endless_body(monkeypatch: pytest.MonkeyPatc
     status, consumed = await call_raw(app, [], [b"x" * 500] * 50)
     assert status == 413
     assert consumed < 20  # 1000 to pass the limit, then about 3000 drained
+
+
+async def test_a_limit_given_as_a_function_is_read_per_request() -> None:
+    limit = [LIMIT]
+    live = BodyLimitMiddleware(
+        Starlette(routes=[Route("/", echo_length, methods=["POST"])]), lambda: limit[0]
+    )
+    transport = httpx.ASGITransport(app=live)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        assert (await http.post("/", content=b"x" * LIMIT)).status_code == 200
+        limit[0] = LIMIT // 2
+        check_413(await http.post("/", content=b"x" * LIMIT))

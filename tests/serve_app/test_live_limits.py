@@ -99,3 +99,22 @@ def test_every_deployment_that_applies_limits_reads_the_one_block() -> None:
     for name, deployment in applying.items():
         cls = getattr(deployment, "func_or_class", deployment)
         assert callable(getattr(cls, "reconfigure", None)), name
+
+
+def test_the_ingress_body_limit_follows_the_live_upload_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails when the body limit is read once at import: a live `max_upload_bytes` then
+    refuses in the pipeline what the body limit let through, or the other way round."""
+    from serve_app import context
+    from serve_app.ingress import MULTIPART_OVERHEAD, _upload_body_limit
+
+    settings = Settings(data_dir=tmp_path)
+    handle: Any = InProcessHandle(Preprocessor, limits=settings.limits.to_limits().model_dump())
+    images, _ = build_services(settings, handle, handle, handle, handle, inline=True)
+    monkeypatch.setattr(context, "_image_service", images)
+    reconfigure_limits(images, settings, {"limits": {"max_upload_bytes": 5000}})
+    assert _upload_body_limit() == 5000 + MULTIPART_OVERHEAD
+    reconfigure_limits(images, settings, {})
+    assert _upload_body_limit() == settings.limits.max_upload_bytes + MULTIPART_OVERHEAD
+    handle.target.pool.close()
