@@ -253,7 +253,13 @@ async def run_spec(
     source's digest folded with its watermarks'), its `headers` (Cache-Control for a CDN,
     Vary) and its `prepare`."""
     started = time.monotonic()
-    key = key or cache_key(image.sha256, spec, service.limits)
+    if key is None:
+        # Watermarks and other images the steps name, from the URL API's sources; the key
+        # folds in their bytes.
+        digest = image.sha256
+        if spec.asset_names():
+            spec, digest = await context.url_service().sources.with_assets(spec, digest)
+        key = cache_key(digest, spec, service.limits)
     if not store and etag_matches(if_none_match, f'"{key}"'):
         answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
         return Response(status_code=304, headers=answer)

@@ -15,8 +15,6 @@ signature or refused source, 404 unknown source, 413/415, 502/504 remote source.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -33,7 +31,7 @@ from serve_app.observe.metrics import record_rejection
 from serve_app.routes.common import run_spec
 from serve_app.services.ai import AiService
 from serve_app.services.focus import FocusFinder
-from serve_app.services.images import ImageService, SourceImage
+from serve_app.services.images import ImageService
 from serve_app.settings import Settings
 from serve_app.sources import Sources
 from serve_app.store.result_cache import cache_key
@@ -107,7 +105,7 @@ class UrlService:
         plan = _translated(raw)
         spec, vary = self._negotiated(plan, request.headers.get("accept", ""))
         source = await self.sources.load(plan.image)
-        spec, digest = await self._with_assets(spec, source)
+        spec, digest = await self.sources.with_assets(spec, source.sha256)
         if plan.meta:
             data = await self.images.data(source)
             if spec.detect:  # meta shows the focal points smart would aim at
@@ -155,18 +153,3 @@ class UrlService:
         if self.settings.auto_avif and "image/avif" in accept:
             return plan.spec.model_copy(update={"format": "avif"}), True
         return plan.spec, True
-
-    async def _with_assets(
-        self, spec: PipelineSpec, source: SourceImage
-    ) -> tuple[PipelineSpec, str]:
-        """The spec with the other images its steps name (watermarks), and the digest that
-        keys the result: the source's, folded with theirs."""
-        names = spec.asset_names()
-        if not names:
-            return spec, source.sha256
-        assets = {name: await self.sources.data(name) for name in names}
-        digest = hashlib.sha256(source.sha256.encode())
-        for name in names:
-            digest.update(json.dumps(name).encode())
-            digest.update(hashlib.sha256(assets[name]).digest())
-        return spec.with_assets(assets), digest.hexdigest()

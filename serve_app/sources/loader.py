@@ -11,11 +11,14 @@ Every fetch is counted in `ray_image_source_fetches_total{loader,outcome}` and t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
 
 from pipelines.errors import ServiceError, TooLarge
+from pipelines.spec import PipelineSpec
 from serve_app.errors import NotFound
 from serve_app.observe.metrics import record_source_fetch
 from serve_app.services.images import ImageService, SourceImage
@@ -96,6 +99,20 @@ class Sources:
     async def data(self, image: str) -> bytes:
         """The bytes of the source named `image` (a watermark, say)."""
         return await self.images.data(await self.load(image))
+
+    async def with_assets(self, spec: PipelineSpec, digest: str) -> tuple[PipelineSpec, str]:
+        """The spec with the other images its steps name (watermarks), and the digest that
+        keys its result: the source's `digest` folded with theirs, so a changed watermark is
+        a new result. Every API that runs a pipeline (URL, /process, batches) comes here."""
+        names = spec.asset_names()
+        if not names:
+            return spec, digest
+        assets = {name: await self.data(name) for name in names}
+        folded = hashlib.sha256(digest.encode())
+        for name in names:
+            folded.update(json.dumps(name).encode())
+            folded.update(hashlib.sha256(assets[name]).digest())
+        return spec.with_assets(assets), folded.hexdigest()
 
     async def _fetched(
         self,

@@ -305,6 +305,28 @@ async def test_watermark_from_the_source_store(tmp_path: Path) -> None:
     assert missing.status_code == 404
 
 
+async def test_watermark_in_a_process_pipeline_and_its_key(tmp_path: Path) -> None:
+    """/api/v1/process runs the same watermark step: the mark comes from the same sources
+    (it failed with "the watermark image was not provided"), and a changed mark is a new
+    result, not the cached one."""
+    import json
+
+    def marked(color: str) -> bytes:
+        return encode(Image.new("RGBA", (40, 20), color), "PNG")
+
+    step = {"op": "watermark", "image": "marks/wm.png", "x": "-0", "y": "-0"}
+    form = {"pipeline": json.dumps({"steps": [{"op": "resize", "width": 300}, step]})}
+    async with url_stack(tmp_path) as s:
+        put(s.sources, "marks/wm.png", marked("red"))
+        red = await s.http.post("/api/v1/process", data=form, files={"file": ("a.jpg", JPEG)})
+        put(s.sources, "marks/wm.png", marked("blue"))
+        blue = await s.http.post("/api/v1/process", data=form, files={"file": ("a.jpg", JPEG)})
+    assert red.status_code == 200, red.text
+    assert decode(red.content).convert("RGB").getpixel((290, 190))[0] > 200
+    assert blue.status_code == 200 and blue.headers["etag"] != red.headers["etag"]
+    assert decode(blue.content).convert("RGB").getpixel((290, 190))[2] > 200
+
+
 async def test_animated_gif_keeps_its_frames(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (80, 60), c) for c in ("red", "lime", "blue")]
     gif = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
