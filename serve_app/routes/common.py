@@ -263,10 +263,8 @@ async def run_spec(
     if not store and etag_matches(if_none_match, f'"{key}"'):
         answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
         return Response(status_code=304, headers=answer)
-    # A pipeline that asks for regions of interest (`detect`: faces, objects) gets them from
-    # the detectors on a miss, as the URL API's smart does.
-    if prepare is None and spec.detect:
-        prepare = context.url_service().focus
+    # A pipeline that needs detections (smart, a redaction, a detection gravity) gets them
+    # on a miss from the service's FocusFinder (ImageService.prepare).
     outcome = await service.process_cached(image, spec, key, prepare=prepare)
     result = outcome.result
     if not store:

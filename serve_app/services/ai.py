@@ -84,6 +84,11 @@ class AiService:
             result: ObjectsResult = await self.detector.detect.remote(pixels, params)
         return result
 
+    async def text_in(self, pixels: np.ndarray, params: OcrParams) -> OcrResult:
+        with call_span("OcrReader", "read"):
+            result: OcrResult = await self.ocr.read.remote(pixels, params)
+        return result
+
     async def run_step(self, data: bytes, step: AiStep) -> ObjectsResult | OcrResult | FacesResult:
         """One AI step of a batch pipeline (a step is its engine's parameters plus `op`)."""
         if isinstance(step, DetectObjectsStep):
