@@ -54,6 +54,12 @@ class _Finding(BaseModel):
         max_length=32,
         description="faces: haar or mtcnn; text: tesseract or easyocr; default: the service's",
     )
+    model: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="objects: a MODELS_YOLO_REGISTRY name; default: MODELS_YOLO_WEIGHTS",
+    )
 
     @model_validator(mode="after")
     def _engine_fits(self) -> _Finding:
@@ -62,11 +68,13 @@ class _Finding(BaseModel):
             raise ValueError(f"engine {self.engine!r} is not one of {self.target}'s: {known}")
         if self.classes is not None and self.target != "objects":
             raise ValueError("classes are for target objects")
+        if self.model is not None and self.target != "objects":
+            raise ValueError("model is for target objects")
         return self
 
     @property
     def key(self) -> str:
-        return finding_key(self.target, self.engine)
+        return finding_key(self.target, self.model if self.target == "objects" else self.engine)
 
     def findings(self) -> list[tuple[str, bool]]:
         """The detection it needs, required: without it the step cannot do its job."""

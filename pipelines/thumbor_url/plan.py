@@ -260,7 +260,8 @@ _ENGINES = ("haar", "mtcnn", "tesseract", "easyocr")
 def _detection_step(f: Filter) -> RedactStep | DrawDetectionsStep:
     """`redact(target[,word...])` / `draw_detections(target[,word...])`: after the target
     (faces, objects, text), a style (blur, pixelate, fill), an engine (haar, mtcnn,
-    tesseract, easyocr) or, for objects, labels to take: `redact(objects,person,pixelate)`."""
+    tesseract, easyocr), `model=NAME` (objects: a registry model) or, for objects, labels to
+    take: `redact(objects,person,pixelate)`."""
     words = [_text(f, i) for i in range(len(f.args))]
     options: dict[str, Any] = {"target": words[0]}
     classes = []
@@ -269,6 +270,8 @@ def _detection_step(f: Filter) -> RedactStep | DrawDetectionsStep:
             options["style"] = word
         elif word in _ENGINES:
             options["engine"] = word
+        elif word.startswith("model="):
+            options["model"] = word.removeprefix("model=")
         else:
             classes.append(word)
     if classes:

@@ -50,6 +50,8 @@ def _detection_filter(step: RedactStep | DrawDetectionsStep) -> Filter:
     args = [step.target, *(step.classes or [])]
     if step.engine:
         args.append(step.engine)
+    if step.model:
+        args.append(f"model={step.model}")
     if isinstance(step, RedactStep) and step.style != "blur":
         args.append(step.style)
     return Filter(step.op, tuple(args))

@@ -184,7 +184,7 @@ async def json_field(form: FormData, name: str, model: type[M]) -> M:
     return validated(model, parse_json(text, name))
 
 
-def build(model: type[M], **params: Any) -> M:
+def build(model: type[M], /, **params: Any) -> M:
     """Form fields as a step or parameter model; unset fields take the model's defaults and
     cross-field rules fail with a 422 naming the field."""
     return validated(model, {k: v for k, v in params.items() if v is not None})

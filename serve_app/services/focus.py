@@ -54,7 +54,8 @@ class FocusFinder:
         if target == "text":
             text = await self.ai.text_in(pixels, OcrParams(engine=engine))
             return [(block.box, block.text) for block in text.blocks]
-        objects = await self.ai.objects_in(pixels, DetectParams(confidence=OBJECT_CONFIDENCE))
+        params = DetectParams(confidence=OBJECT_CONFIDENCE, model=engine)  # key: objects:<model>
+        objects = await self.ai.objects_in(pixels, params)
         return [(d.box, d.label) for d in objects.detections]
 
     async def _try(self, key: str, pixels: np.ndarray) -> Found | BaseException:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from deployments.face_detector import FaceDetector
 from deployments.preprocessor import Preprocessor
@@ -137,3 +138,32 @@ async def test_a_batch_redacts_each_image(backend: Backend) -> None:
         assert item.result_image_id is not None
         _, data = await images.load(item.result_image_id)
         assert not faces_in(data)
+
+
+def test_the_yolo_registry_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from serve_app.settings import ModelSettings
+
+    monkeypatch.setenv("MODELS_YOLO_REGISTRY", '{"person": "pkg:fall_detection/models/best.pt"}')
+    assert ModelSettings().yolo_registry == {"person": "pkg:fall_detection/models/best.pt"}
+    monkeypatch.setenv("MODELS_YOLO_REGISTRY", '{"../x": "a.pt"}')
+    with pytest.raises(ValidationError):
+        ModelSettings()
+
+
+def test_steps_name_their_model() -> None:
+    from pipelines.errors import InvalidParameter
+    from pipelines.spec import parse_pipeline
+    from pipelines.thumbor_url import translate
+
+    spec = parse_pipeline(
+        {"steps": [{"op": "redact", "target": "objects", "model": "person", "classes": ["Fall"]}]}
+    )
+    assert spec.findings() == {"objects:person": True}
+    assert translate("/unsafe/filters:redact(objects,model=person)/a.jpg").spec.findings() == {
+        "objects:person": True
+    }
+    for bad in ({"target": "faces", "model": "person"}, {"target": "objects", "model": "../x.pt"}):
+        with pytest.raises(InvalidParameter):
+            parse_pipeline({"steps": [{"op": "redact", **bad}]})
