@@ -71,8 +71,9 @@ class FocusFinder:
         needed = spec.findings()
         if not spec.detect and not needed:
             return spec, True
-        # Steps that must find every face or word look at a larger copy than a focal point needs.
-        side = FINDING_SIDE if needed else DETECTION_SIDE
+        # Steps that must find every face or word (a redaction) look at a larger copy than a
+        # window's aim (smart, a detection gravity) needs.
+        side = FINDING_SIDE if any(needed.values()) else DETECTION_SIDE
         pixels, scale = await asyncio.to_thread(detection_image, data, self.limits, side)
         found: dict[str, Found | BaseException] = {}
         aimed: list[Region] = []
