@@ -167,3 +167,16 @@ def test_steps_name_their_model() -> None:
     for bad in ({"target": "faces", "model": "person"}, {"target": "objects", "model": "../x.pt"}):
         with pytest.raises(InvalidParameter):
             parse_pipeline({"steps": [{"op": "redact", **bad}]})
+
+
+async def test_meta_lists_only_what_is_aimed_at(tmp_path: Path) -> None:
+    """A redaction's faces are found for meta/ too (the steps run), but only smart's are
+    focal points."""
+    async with url_stack(tmp_path) as s:
+        (s.sources / "a.jpg").write_bytes(ASTRONAUT)
+        redact = await s.http.get("/unsafe/meta/100x100/filters:redact(faces)/a.jpg")
+        smart = await s.http.get("/unsafe/meta/100x100/smart/filters:redact(faces)/a.jpg")
+    assert redact.status_code == 200 and smart.status_code == 200
+    assert redact.json()["thumbor"]["focal_points"] == []
+    (face,) = smart.json()["thumbor"]["focal_points"]
+    assert face["label"] == "face" and face["aim"] is True
