@@ -34,6 +34,16 @@ def objects_detected() -> metrics.Counter:
 
 
 @cache
+def model_loads() -> metrics.Counter:
+    return metrics.Counter(
+        "image_model_loads",
+        description="Models loaded by a replica, by name (the default weights, or a "
+        "MODELS_YOLO_REGISTRY name): steady growth means replicas thrash their LRU.",
+        tag_keys=("model",),
+    )
+
+
+@cache
 def faces_detected() -> metrics.Counter:
     return metrics.Counter(
         "image_faces_detected",

@@ -37,6 +37,7 @@ def describe(data: bytes, spec: PipelineSpec, limits: Limits, source_name: str) 
     focal = [
         {**r.model_dump(exclude_none=True), "x": r.centre[0], "y": r.centre[1]}
         for r in rg.crop(tuple(spec.regions), (0, 0, decoded.width, decoded.height))
+        if r.aim  # what a redaction alone needed is no focal point
     ]
     return {
         "thumbor": {

@@ -26,6 +26,12 @@ YOLO_WORK_AT_640 = 90.0
 
 
 class DetectParams(BaseModel):
+    model: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="a MODELS_YOLO_REGISTRY name; default: MODELS_YOLO_WEIGHTS",
+    )
     confidence: float = Field(0.25, ge=0, le=1, description="minimum confidence")
     iou: float = Field(0.7, gt=0, le=1, description="IoU threshold of non-max suppression")
     classes: list[str] | None = Field(None, description="labels or class ids to keep")

@@ -31,6 +31,13 @@ class Region(BaseModel):
     y2: float = Field(ge=-1_000_000, le=1_000_000)
     label: str = Field("focal", max_length=64, description="focal, face, or an object's class")
     weight: float | None = Field(None, ge=0, le=1e12)
+    kind: str | None = Field(
+        None,
+        max_length=64,
+        description="which detection found it (pipelines/focus.py's keys: faces, objects, "
+        "text, with an engine or model after a colon); None for a focal box",
+    )
+    aim: bool = Field(True, description="whether window-placing steps aim at it")
 
     @model_validator(mode="after")
     def _ordered(self) -> Region:
@@ -55,8 +62,10 @@ Regions = tuple[Region, ...]
 
 
 def centre_of_mass(regions: Sequence[Region]) -> tuple[float, float] | None:
-    """Where the regions' weighted centres balance (thumbor's focal-point centre of mass);
-    None when there are none or they weigh nothing."""
+    """Where the weighted centres of the regions aimed at balance (thumbor's focal-point
+    centre of mass); None when there are none or they weigh nothing. Detections found only
+    for a step (a redaction's faces) are not aimed at."""
+    regions = [r for r in regions if r.aim]
     total = sum(r.importance for r in regions)
     if not regions or total <= 0:
         return None
@@ -139,3 +148,8 @@ def rotate(regions: Regions, size: tuple[int, int], degrees: int) -> Regions:
         if moved is not None:
             out.append(moved)
     return tuple(out)
+
+
+def of_kind(regions: Sequence[Region], kind: str) -> list[Region]:
+    """The regions one detection (a pipelines/focus.py key) found."""
+    return [r for r in regions if r.kind == kind]

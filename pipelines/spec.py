@@ -25,6 +25,7 @@ from pipelines.ops.color import (
 )
 from pipelines.ops.convert import ConvertStep
 from pipelines.ops.crop import CropStep
+from pipelines.ops.detections import DrawDetectionsStep, RedactStep
 from pipelines.ops.enhance import EnhanceStep
 from pipelines.ops.filters import FilterStep
 from pipelines.ops.max_bytes import MaxBytesStep
@@ -61,6 +62,8 @@ ImageStep = (
     | RoundCornerStep
     | WatermarkStep
     | MaxBytesStep
+    | RedactStep
+    | DrawDetectionsStep
 )
 Step = Annotated[ImageStep, Field(discriminator="op")]
 # Kinds of regions of interest the service can find before a pipeline runs (see `detect`).
@@ -109,6 +112,22 @@ class PipelineSpec(BaseModel):
         """The other images this pipeline's steps need, in order, once each."""
         names = [step.image for step in self.steps if isinstance(step, WatermarkStep)]
         return list(dict.fromkeys(names))
+
+    def findings(self) -> dict[str, bool]:
+        """The detections (pipelines/focus.py keys) the steps need, in order, each once, and
+        whether a step cannot do without it (a redaction must not run blind; a detection
+        gravity falls back to smart)."""
+        needed: dict[str, bool] = {}
+        for step in self.steps:
+            for key, required in getattr(step, "findings", list)():
+                needed[key] = needed.get(key, False) or required
+        return needed
+
+    @property
+    def needs_detection(self) -> bool:
+        """Whether the service must run a detector before this pipeline (the URL's smart, a
+        detection gravity, a redaction)."""
+        return bool(self.detect) or bool(self.findings())
 
     def max_bytes(self) -> int | None:
         sizes = [step.bytes for step in self.steps if isinstance(step, MaxBytesStep)]

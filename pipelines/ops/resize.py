@@ -13,8 +13,9 @@ from pipelines import regions as rg
 from pipelines.cost import StepCost, megapixels
 from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits, check_pixels
-from pipelines.ops.gravity import Gravity, place
+from pipelines.ops.gravity import Gravity, gravity_finding, place
 from pipelines.ops.registry import StepContext, also_contextual, register
+from pipelines.regions import Regions
 
 # Lanczos after a box `reduce()` by an integer factor: near Lanczos quality at a fraction of the
 # cost for big shrinks (Pillow's own recommendation for reducing_gap >= 3).
@@ -35,7 +36,10 @@ class ResizeStep(BaseModel):
 
     op: Literal["resize"] = "resize"
     mode: ResizeMode = Field("fit", description="fit keeps the aspect ratio")
-    gravity: Gravity = Field("center", description="where fill crops: center or smart")
+    gravity: Gravity = Field(
+        "center",
+        description="where fill crops: center, smart, faces, objects or objects:label,...",
+    )
     upscale: bool = Field(False, description="allow a result larger than the source")
     width: int | None = Field(None, ge=1, le=16384)
     height: int | None = Field(None, ge=1, le=16384, validate_default=True)
@@ -72,7 +76,7 @@ class ResizeStep(BaseModel):
         w, h = self.target_box(width, height)
         work = RESIZE_WORK_PER_SOURCE_MP * megapixels(width, height)
         work += RESIZE_WORK_PER_RESULT_MP * megapixels(w, h)
-        if self.mode == "fill" and self.gravity == "smart":
+        if self.mode == "fill" and self.gravity != "center":  # detections fall back to smart
             work += SMART_WORK_PER_SOURCE_MP * megapixels(width, height)
         # What grows the work past the source's own price is the result's size.
         field = (
@@ -81,6 +85,11 @@ class ResizeStep(BaseModel):
             else None
         )
         return StepCost(work, w, h, field)
+
+    def findings(self) -> list[tuple[str, bool]]:
+        """The detection a fill's gravity aims at (not required: without it, smart)."""
+        key = gravity_finding(self.gravity) if self.mode == "fill" else None
+        return [(key, False)] if key else []
 
     def pinned(self, src_w: int, src_h: int) -> ResizeStep:
         """This step with its result size fixed from the true source size.
@@ -109,7 +118,15 @@ def _ratio(target: int | None, source: int) -> float | None:
 
 @register("resize")
 def apply(img: Image.Image, step: ResizeStep, limits: Limits) -> Image.Image:
+    return _resized(img, step, limits, ())[0]
+
+
+def _resized(
+    img: Image.Image, step: ResizeStep, limits: Limits, regions: Regions
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """The result, and the window of `img` it shows."""
     src_w, src_h = img.size
+    whole = (0.0, 0.0, float(src_w), float(src_h))
     w, h = step.target_box(src_w, src_h)
     if max(w, h) > limits.max_side:
         raise InvalidParameter(
@@ -118,15 +135,16 @@ def apply(img: Image.Image, step: ResizeStep, limits: Limits) -> Image.Image:
         )
     check_pixels(w, h, limits, what="the result")
     if (w, h) == (src_w, src_h):
-        return img
+        return img, whole
     if step.mode != "fill":
-        return img.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
-    box = _window(img, step, w, h)
-    return img.resize((w, h), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+        return img.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP), whole
+    box = _window(img, step, w, h, regions)
+    out = img.resize((w, h), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+    return out, box
 
 
 def _window(
-    img: Image.Image, step: ResizeStep, w: int, h: int
+    img: Image.Image, step: ResizeStep, w: int, h: int, regions: Regions
 ) -> tuple[float, float, float, float]:
     """Cover: the largest window of the target's aspect, placed by gravity (resampled once)."""
     src_w, src_h = img.size
@@ -134,15 +152,13 @@ def _window(
         crop_w, crop_h = src_h * w / h, float(src_h)
     else:
         crop_w, crop_h = float(src_w), src_w * h / w
-    x, y = place(img, crop_w, crop_h, step.gravity)
+    x, y = place(img, crop_w, crop_h, step.gravity, regions)
     return (x, y, x + crop_w, y + crop_h)
 
 
 @also_contextual("resize")
 def follow(img: Image.Image, step: ResizeStep, limits: Limits, ctx: StepContext) -> Image.Image:
-    out = apply(img, step, limits)
+    out, box = _resized(img, step, limits, ctx.regions)
     if ctx.regions and out is not img:
-        whole = (0.0, 0.0, float(img.width), float(img.height))
-        box = _window(img, step, *out.size) if step.mode == "fill" else whole
         ctx.regions = rg.window(ctx.regions, box, out.size)
     return out

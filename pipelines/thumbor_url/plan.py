@@ -24,6 +24,7 @@ from pipelines.ops.color import (
     SaturationStep,
 )
 from pipelines.ops.crop import CropStep
+from pipelines.ops.detections import DrawDetectionsStep, RedactStep
 from pipelines.ops.filters import FilterStep
 from pipelines.ops.max_bytes import MaxBytesStep
 from pipelines.ops.orientation import FlipStep, RotateStep
@@ -246,7 +247,38 @@ def _apply_filter(f: Filter, b: _Build) -> None:
         )
     elif name == "focal":
         b.regions.append(_focal(f))
+    elif name in ("redact", "draw_detections"):
+        _arity(f, 1, 22)
+        b.steps.append(_detection_step(f))
     # Anything else (thumbor's noise, colorize, curve, ... or a plugin's) is ignored.
+
+
+_STYLES = ("blur", "pixelate", "fill")
+_ENGINES = ("haar", "mtcnn", "tesseract", "easyocr")
+
+
+def _detection_step(f: Filter) -> RedactStep | DrawDetectionsStep:
+    """`redact(target[,word...])` / `draw_detections(target[,word...])`: after the target
+    (faces, objects, text), a style (blur, pixelate, fill), an engine (haar, mtcnn,
+    tesseract, easyocr), `model=NAME` (objects: a registry model) or, for objects, labels to
+    take: `redact(objects,person,pixelate)`."""
+    words = [_text(f, i) for i in range(len(f.args))]
+    options: dict[str, Any] = {"target": words[0]}
+    classes = []
+    for word in words[1:]:
+        if word in _STYLES and f.name == "redact":
+            options["style"] = word
+        elif word in _ENGINES:
+            options["engine"] = word
+        elif word.startswith("model="):
+            options["model"] = word.removeprefix("model=")
+        else:
+            classes.append(word)
+    if classes:
+        options["classes"] = classes
+    if f.name == "redact":
+        return RedactStep(**options)
+    return DrawDetectionsStep(**options)
 
 
 def _thumbnail(url: ThumborUrl, options: dict[str, Any]) -> ThumbnailStep | None:

@@ -18,6 +18,7 @@ from pipelines.ops.color import (
 )
 from pipelines.ops.convert import ConvertStep
 from pipelines.ops.crop import CropStep
+from pipelines.ops.detections import DrawDetectionsStep, RedactStep
 from pipelines.ops.filters import FilterStep
 from pipelines.ops.max_bytes import MaxBytesStep
 from pipelines.ops.orientation import FlipStep, RotateStep
@@ -43,6 +44,19 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
+def _detection_filter(step: RedactStep | DrawDetectionsStep) -> Filter:
+    if isinstance(step, RedactStep) and (step.strength, step.padding) != (50, 0.1):
+        raise NoUrlForm("no URL filter says a redaction's strength or padding", field="steps")
+    args = [step.target, *(step.classes or [])]
+    if step.engine:
+        args.append(step.engine)
+    if step.model:
+        args.append(f"model={step.model}")
+    if isinstance(step, RedactStep) and step.style != "blur":
+        args.append(step.style)
+    return Filter(step.op, tuple(args))
+
+
 def _filter_for(step: Step) -> list[Filter]:
     """The URL filters that say `step` (raises NoUrlForm when none does)."""
     if isinstance(step, FilterStep) and step.name == "gaussian":
@@ -66,6 +80,8 @@ def _filter_for(step: Step) -> list[Filter]:
         return [Filter("rotate", (str(step.degrees),))]
     if isinstance(step, ScaleStep):
         return [Filter("proportion", (_number(step.factor),))]
+    if isinstance(step, RedactStep | DrawDetectionsStep):
+        return [_detection_filter(step)]
     if isinstance(step, MaxBytesStep):
         return [Filter("max_bytes", (str(step.bytes),))]
     if isinstance(step, BackgroundStep):

@@ -67,11 +67,15 @@ async def detect_objects(
     classes: str | None = Form(None, description='labels or ids to keep: "person,car"'),
     max_detections: int = Form(300, ge=1, le=1000),
     image_size: int = Form(640, ge=32, le=2048, description="inference size, multiple of 32"),
+    model_name: str | None = Form(
+        None, alias="model", description="a MODELS_YOLO_REGISTRY name; default: the weights"
+    ),
     annotate: Annotate = False,
 ) -> Any:
     """Objects (YOLO) with label, class id, confidence and box in upright image pixels."""
     params = build(
         DetectParams,
+        model=model_name or None,
         confidence=confidence,
         iou=iou,
         classes=classes,

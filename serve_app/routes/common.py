@@ -184,7 +184,7 @@ async def json_field(form: FormData, name: str, model: type[M]) -> M:
     return validated(model, parse_json(text, name))
 
 
-def build(model: type[M], **params: Any) -> M:
+def build(model: type[M], /, **params: Any) -> M:
     """Form fields as a step or parameter model; unset fields take the model's defaults and
     cross-field rules fail with a 422 naming the field."""
     return validated(model, {k: v for k, v in params.items() if v is not None})
@@ -263,10 +263,8 @@ async def run_spec(
     if not store and etag_matches(if_none_match, f'"{key}"'):
         answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
         return Response(status_code=304, headers=answer)
-    # A pipeline that asks for regions of interest (`detect`: faces, objects) gets them from
-    # the detectors on a miss, as the URL API's smart does.
-    if prepare is None and spec.detect:
-        prepare = context.url_service().focus
+    # A pipeline that needs detections (smart, a redaction, a detection gravity) gets them
+    # on a miss from the service's FocusFinder (ImageService.prepare).
     outcome = await service.process_cached(image, spec, key, prepare=prepare)
     result = outcome.result
     if not store:

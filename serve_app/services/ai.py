@@ -45,6 +45,12 @@ class AiService:
         self.faces = faces
         self.limits = limits
 
+    def _yolo(self, params: DetectParams) -> DeploymentHandle[Any]:
+        """The detector's handle, routed to a replica with the named model loaded."""
+        if params.model:
+            return self.detector.options(multiplexed_model_id=params.model)
+        return self.detector
+
     async def _model(self, model: Any, data: bytes, params: ModelParams) -> Any:
         """Decode for the model in the Preprocessor, feed its response to `model`, by the
         deadline."""
@@ -59,7 +65,7 @@ class AiService:
     # Each span covers the decode in the Preprocessor and the model call it feeds.
     async def detect_objects(self, data: bytes, params: DetectParams) -> ObjectsResult:
         with call_span("YoloDetector", "detect"):
-            result: ObjectsResult = await self._model(self.detector.detect, data, params)
+            result: ObjectsResult = await self._model(self._yolo(params).detect, data, params)
         return result
 
     async def read_text(self, data: bytes, params: OcrParams) -> OcrResult:
@@ -81,7 +87,12 @@ class AiService:
 
     async def objects_in(self, pixels: np.ndarray, params: DetectParams) -> ObjectsResult:
         with call_span("YoloDetector", "detect"):
-            result: ObjectsResult = await self.detector.detect.remote(pixels, params)
+            result: ObjectsResult = await self._yolo(params).detect.remote(pixels, params)
+        return result
+
+    async def text_in(self, pixels: np.ndarray, params: OcrParams) -> OcrResult:
+        with call_span("OcrReader", "read"):
+            result: OcrResult = await self.ocr.read.remote(pixels, params)
         return result
 
     async def run_step(self, data: bytes, step: AiStep) -> ObjectsResult | OcrResult | FacesResult:

@@ -11,6 +11,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipelines.limits import Limits, apply_live
 from serve_app.services.ai import AiService
+from serve_app.services.focus import FocusFinder
 from serve_app.services.image_work import ImageWork, InlineFirst, LocalImageWork, RemoteImageWork
 from serve_app.services.images import ImageService
 from serve_app.settings import Settings
@@ -43,7 +44,9 @@ def build_services(
         local = LocalImageWork(limits, settings.processing.threads, settings.processing.max_queued)
         work = InlineFirst(local, remote)
     images = ImageService(work, db, store, limits, cache, settings.cache.max_pending_writes)
-    return images, AiService(preprocessor, detector, ocr, faces, limits)
+    ai = AiService(preprocessor, detector, ocr, faces, limits)
+    images.prepare = FocusFinder(ai, limits)  # batches' redactions find their faces too
+    return images, ai
 
 
 def reconfigure_limits(

@@ -84,6 +84,8 @@ class ImageService:
         self.max_pending_writes = max_pending_writes
         self.cache_writes_dropped = 0
         self._records: LRUCache[str, ImageRecord] = LRUCache(RECORDS_KEPT)  # event loop only
+        # What finds the detections a pipeline needs (services/focus.py), set by the builder.
+        self.prepare: Prepare | None = None
 
     async def record(self, image_id: str) -> ImageRecord:
         if (kept := self._records.get(image_id)) is not None:
@@ -131,7 +133,9 @@ class ImageService:
     ) -> Outcome:
         """`process`, answered from the result cache when it can be: this replica's memory
         first (no I/O), then the shared store. The cache is an optimisation: when the database
-        or storage is down, the work is simply done. `prepare` runs on a miss only."""
+        or storage is down, the work is simply done. `prepare` runs on a miss only; a spec
+        that needs detections (a redaction, a detection gravity, smart) gets `self.prepare`
+        unless the caller brings its own."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
         key = key or cache_key(source.sha256, spec, self.limits)
@@ -147,6 +151,8 @@ class ImageService:
                 return Outcome(cached, key, hit=True)
         data = await self.data(source)
         keep = True
+        if prepare is None and spec.needs_detection:
+            prepare = self.prepare
         if prepare is not None:
             spec, keep = await prepare(data, spec)
         result = await self.process(data, spec)

@@ -108,7 +108,7 @@ class UrlService:
         spec, digest = await self.sources.with_assets(spec, source.sha256)
         if plan.meta:
             data = await self.images.data(source)
-            if spec.detect:  # meta shows the focal points smart would aim at
+            if spec.needs_detection:  # meta shows the focal points smart would aim at
                 spec, _ = await self.focus(data, spec)
             limits = self.images.limits
             meta = await asyncio.to_thread(describe, data, spec, limits, plan.image)
@@ -134,7 +134,7 @@ class UrlService:
             if_none_match=request.headers.get("if-none-match"),
             key=key,
             headers=headers,
-            prepare=prepare if spec.detect else None,
+            prepare=prepare if spec.needs_detection else None,
         )
         if not kept:  # a detector was down: an answer not to keep (thumbor's temp max-age)
             response.headers["Cache-Control"] = cache_control(0)

@@ -8,6 +8,7 @@ server this session starts). `make test` runs the persistence-heavy tests on bot
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -118,6 +119,11 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         "LIMITS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
         # No COCO weights ship offline: a trained person detector stands in for yolo11n.pt.
         "MODELS_YOLO_WEIGHTS": FALL_MODEL,
+        # Models a request may name (issue #17): the person detector and two random-weight
+        # yolo11n, so three names cycle through a replica's two places.
+        "MODELS_YOLO_REGISTRY": json.dumps(
+            {"person": FALL_MODEL, "yolo11n": "yolo11n.yaml", "yolo11n-b": "yolo11n.yaml"}
+        ),
         "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
         # Short leases so the tests see a dead runner's task taken over in seconds.
         "TASKS_LEASE_S": "4",

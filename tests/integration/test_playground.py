@@ -378,3 +378,29 @@ def test_the_pipeline_as_a_get_url_unsafe_then_signed(page: Page) -> None:
     page.click("#add-step")
     expect(page.locator("#url-note")).to_contain_text("No GET URL")
     expect(page.locator("#url-open")).to_be_disabled()
+
+
+def test_redact_and_face_gravity_controls(page: Page) -> None:
+    """A fill aimed at the faces, then the faces pixelated (issue #17): the request the page
+    sends is those steps, the result has the asked size, and the GET URL says redact(...)."""
+    pick(page, "astronaut.jpg", encode(photo("astronaut"), "JPEG", quality=92))
+    resize = only_step(page, "resize")
+    resize.locator("[data-k=width]").fill("120")
+    resize.locator("[data-k=height]").fill("200")
+    resize.locator("[data-k=mode]").select_option("fill")
+    resize.locator("[data-k=gravity]").select_option("faces")
+    page.select_option("#add-op", "redact")
+    page.click("#add-step")
+    page.locator("#steps li.step[data-op=redact] [data-k=style]").select_option("pixelate")
+    page.select_option("#out-format", "png")
+    page.click("#run-pipeline")
+    expect(page.locator("#result-caption")).to_contain_text(dims(120, 200), timeout=SLOW_MS)
+    steps = json.loads(page.inner_text("#pipeline-json"))["steps"]
+    assert steps[0]["gravity"] == "faces"
+    assert steps[1] == {
+        "op": "redact", "target": "faces", "style": "pixelate", "strength": 50, "padding": 0.1
+    }  # fmt: skip
+    only_step(page, "thumbnail")
+    page.select_option("#add-op", "redact")
+    page.click("#add-step")
+    expect(page.locator("#url-code")).to_contain_text("redact(faces)")

@@ -65,6 +65,7 @@ def test_readme_curl_examples(service: Service, workdir: Path) -> None:
     assert (info["width"], info["height"], info["format"]) == (512, 512, "jpeg")
     assert (workdir / "original.jpg").read_bytes() == (workdir / "photo.jpg").read_bytes()
     assert size(workdir / "avatar.jpg") == (128, 128)
+    assert size(workdir / "private.jpg") == (512, 288)  # redact + gravity=faces (issue #17)
     faces = json.loads((workdir / "faces.json").read_text())
     assert (faces["engine"], len(faces["faces"])) == ("mtcnn", 1)
     assert size(workdir / "faces.png") == (512, 512)

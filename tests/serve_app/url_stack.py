@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from deployments.face_detector import FaceDetector
+from deployments.ocr_reader import OcrReader
 from deployments.preprocessor import Preprocessor
 from pipelines.limits import Limits
 from serve_app import context
@@ -46,6 +47,7 @@ class UrlStack:
     service: UrlService
     faces: InProcessHandle
     detector: Any
+    ocr: InProcessHandle
 
 
 class NoDetector:
@@ -92,17 +94,19 @@ async def url_stack(
     images = ImageService(LocalImageWork(limits, threads=2), db, store, limits, result_cache)
     pre, faces = InProcessHandle(Preprocessor), InProcessHandle(FaceDetector)
     detector = detector if detector is not None else NoDetector()
-    ai = AiService(pre, detector, None, faces, limits)  # type: ignore[arg-type]
+    ocr = InProcessHandle(OcrReader)
+    ai = AiService(pre, detector, ocr, faces, limits)  # type: ignore[arg-type]
     context.set_services(images, ai, TaskService(images, TaskStore(db), None, TaskSettings()))  # type: ignore[arg-type]
     srcs = Sources(settings.source, settings.source_url, images, resolve=resolve, policy=policy)
     service = UrlService(images, ai, srcs, settings)
+    images.prepare = service.focus  # as build_services does
     context.set_url_service(service)
     context.set_guard(guard or Guard(ApiKeys({}), None))
     breakers.reset_all()
     transport = httpx.ASGITransport(app=api)
     async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as http:
         try:
-            yield UrlStack(http, sources_dir, images, service, faces, detector)
+            yield UrlStack(http, sources_dir, images, service, faces, detector, ocr)
         finally:
             await srcs.close()
             db.engine.dispose()

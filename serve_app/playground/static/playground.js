@@ -406,6 +406,7 @@
     filter: "Filter",
     enhance: "Enhance",
     rotate: "Rotate",
+    redact: "Redact",
     convert: "Convert",
   };
 
@@ -523,6 +524,8 @@
       if (v("smart")) spec.smart = true;
     } else if (step.op === "rotate") {
       spec.degrees = num("degrees");
+    } else if (step.op === "redact") {
+      Object.assign(spec, { target: v("target"), style: v("style"), strength: num("strength"), padding: num("padding") });
     }
     for (const k of Object.keys(spec)) if (spec[k] === undefined) delete spec[k];
     return spec;
