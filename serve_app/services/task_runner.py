@@ -39,7 +39,7 @@ from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
 from serve_app.store.models import TaskItem, TaskRecord
-from serve_app.store.task_store import TaskStore
+from serve_app.store.task_store import Lease, TaskStore
 
 log = logging.getLogger("ray.serve")
 
@@ -51,7 +51,14 @@ def _transient(exc: BaseException) -> bool:
     a model that cannot load."""
     # Overloaded: the Preprocessor's expensive-work slots were all busy (a 503 with Retry-After),
     # which a batch item waits out rather than fails on.
+    # Never a cancellation (a lost lease): tenacity would otherwise swallow and retry it.
+    if not isinstance(exc, Exception):
+        return False
     return isinstance(exc, Unavailable | Overloaded) or not isinstance(exc, ServiceError)
+
+
+class LeaseLost(Exception):
+    """This runner's lease on the task ran out or was taken: it must stop writing and working."""
 
 
 def _replica_name() -> str:
@@ -92,21 +99,25 @@ class TaskWorker:
         return True
 
     async def _run(self, task: TaskRecord) -> None:
+        lease = Lease.of(task)
         try:
             if task.attempts > self.settings.max_attempts:
                 reason = (
                     f"gave up after {task.attempts - 1} attempts: the task's runner stopped "
                     "before finishing each time"
                 )
-                await offload("database", self.store.fail, task.id, reason, self.name)
+                await offload("database", self.store.fail, task.id, reason, lease)
                 return
             if task.attempts > 1:
                 log.warning("task %s: resuming (attempt %d)", task.id, task.attempts)
             pipeline = TaskPipeline.model_validate_json(task.pipeline)
             items = await offload("database", self.store.pending_items, task.id)
-            await self._run_items(task.id, pipeline, items)
-            status = await offload("database", self.store.finish, task.id, self.name)
+            if not await self._run_items(task.id, lease, pipeline, items):
+                raise LeaseLost
+            status = await offload("database", self.store.finish, task.id, lease)
             log.info("task %s: %s", task.id, status or "ended elsewhere (cancelled or taken)")
+        except LeaseLost:
+            log.warning("task %s: lease lost (cancelled or taken over), stopped", task.id)
         except Unavailable:
             # The database went away mid-task: stop here; the lease runs out and a sweep
             # resumes the task once it is back.
@@ -115,44 +126,72 @@ class TaskWorker:
             log.exception("task %s: runner error", task.id)
             with contextlib.suppress(Exception):
                 await offload(
-                    "database", self.store.fail, task.id, "internal error in the task runner", None
+                    "database", self.store.fail, task.id, "internal error in the task runner", lease
                 )
 
-    async def _run_items(self, task_id: str, pipeline: TaskPipeline, items: list[TaskItem]) -> None:
+    async def _run_items(
+        self, task_id: str, lease: Lease, pipeline: TaskPipeline, items: list[TaskItem]
+    ) -> bool:
+        """Run the items while the lease holds; False, with the work in flight cancelled, the
+        moment it is lost (a renewal refused, or none got through for a whole lease)."""
         queue: asyncio.Queue[TaskItem] = asyncio.Queue()
         for item in items:
             queue.put_nowait(item)
-        owned = asyncio.Event()
-        owned.set()
 
         async def heartbeat() -> None:
-            while owned.is_set():
+            renewed = time.monotonic()
+            while True:
                 await asyncio.sleep(self.settings.lease_s / 3)
                 try:
-                    still = await offload("database", self.store.heartbeat, task_id, self.name)
+                    if not await offload("database", self.store.heartbeat, task_id, lease):
+                        return  # cancelled, or another runner took it over
+                    renewed = time.monotonic()
                 except Unavailable:
-                    continue  # the lease may lapse; whoever resumes redoes unfinished items
-                if not still:  # cancelled, or another runner took it over
-                    owned.clear()
+                    # Whoever resumes redoes unfinished items; past a lease, that may be now.
+                    if time.monotonic() - renewed >= self.settings.lease_s:
+                        return
 
         async def worker() -> None:
-            while owned.is_set():
+            while True:
                 try:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await self._run_item(task_id, pipeline, item)
+                await self._run_item(task_id, lease, pipeline, item)
 
+        async def all_workers() -> None:
+            count = min(self.settings.item_concurrency, len(items)) or 1
+            running = [asyncio.create_task(worker()) for _ in range(count)]
+            try:
+                await asyncio.gather(*running)
+            finally:  # one worker's lost lease stops the others too
+                for each in running:
+                    each.cancel()
+
+        work = asyncio.create_task(all_workers())
         beat = asyncio.create_task(heartbeat())
         try:
-            workers = min(self.settings.item_concurrency, len(items)) or 1
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await asyncio.wait({work, beat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            owned.clear()
             beat.cancel()
+            if not work.done():
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+                await work
+        if work.cancelled() or isinstance(work.exception(), LeaseLost):
+            return False
+        work.result()  # anything else a worker raised
+        return True
 
-    async def _run_item(self, task_id: str, pipeline: TaskPipeline, item: TaskItem) -> None:
-        await offload("database", self.store.item_running, task_id, item.index)
+    async def _write(self, method: Any, *args: Any) -> None:
+        """A fenced item write; LeaseLost when the lease no longer holds."""
+        if not await offload("database", method, *args):
+            raise LeaseLost
+
+    async def _run_item(
+        self, task_id: str, lease: Lease, pipeline: TaskPipeline, item: TaskItem
+    ) -> None:
+        await self._write(self.store.item_running, task_id, item.index, lease)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -163,24 +202,22 @@ class TaskWorker:
                 with attempt:
                     result_id, results = await self._process(pipeline, item)
         except ServiceError as exc:
-            await offload(
-                "database", self.store.item_failed, task_id, item.index, exc.code, exc.message
+            await self._write(
+                self.store.item_failed, task_id, item.index, lease, exc.code, exc.message
             )
             return
         except Exception:
             log.exception("task %s item %d failed", task_id, item.index)
-            await offload(
-                "database",
+            await self._write(
                 self.store.item_failed,
                 task_id,
                 item.index,
+                lease,
                 "internal_error",
                 "the item could not be processed",
             )
             return
-        await offload(
-            "database", self.store.item_succeeded, task_id, item.index, result_id, results
-        )
+        await self._write(self.store.item_succeeded, task_id, item.index, lease, result_id, results)
 
     async def _process(
         self, pipeline: TaskPipeline, item: TaskItem
