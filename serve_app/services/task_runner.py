@@ -6,7 +6,8 @@ could lose. Serve does not retry a request whose replica died, so the ingress do
 the runner: it writes the task, answers 202, and nudges a runner with `submit()`. Any runner
 replica's sweeper also finds queued tasks and tasks whose runner stopped renewing its lease, and
 takes them over (resuming their unfinished items) until `max_attempts`, then fails them with
-the reason. The sweeper also keeps the result cache within its limits.
+the reason. The sweeper also counts tasks (`ray_image_tasks`), keeps the result cache within its
+limits and enforces retention (store/retention.py).
 """
 
 from __future__ import annotations
@@ -33,17 +34,18 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Unavailable
+from serve_app.observe.metrics import record_retention_deleted, record_tasks
 from serve_app.services.ai import AiService
 from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
 from serve_app.store.models import TaskItem, TaskRecord
+from serve_app.store.result_cache import ResultCache
+from serve_app.store.retention import Retention
 from serve_app.store.task_store import Lease, TaskStore
 
 log = logging.getLogger("ray.serve")
-
-CACHE_EVICT_EVERY_S = 60.0
 
 
 def _transient(exc: BaseException) -> bool:
@@ -245,6 +247,12 @@ class TaskWorker:
         record = await self.images.store_result(last, spec_json, item.source_image_id)
         return record.id, outputs
 
+    async def count(self) -> dict[str, int]:
+        """Count unfinished tasks into the `ray_image_tasks` gauge."""
+        counts = await offload("database", self.store.counts)
+        record_tasks(counts)
+        return counts
+
     async def sweep(self) -> int:
         """Start whatever is claimable and fits; the number started."""
         if not self.has_room():
@@ -257,6 +265,16 @@ class TaskWorker:
                 break
             started += await self.start(task_id)
         return started
+
+
+async def keep_house(cache: ResultCache, retention: Retention) -> dict[str, int]:
+    """Keep the result cache within its limits and delete what is past its retention,
+    counted in `ray_image_retention_deleted_total`; what was deleted, by kind."""
+    await offload("result cache", cache.evict)
+    done = await offload("database", retention.sweep)
+    for kind, count in done.items():
+        record_retention_deleted(kind, count)
+    return done
 
 
 @serve.deployment(name="TaskRunner", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -272,6 +290,7 @@ class TaskRunner:
         images, ai = build_services(settings, preprocessor, detector, ocr, faces)
         assert images.cache is not None
         self.cache = images.cache
+        self.retention = Retention(images.db, images.store, settings.retention)
         self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
@@ -290,13 +309,14 @@ class TaskRunner:
             self._sweeper = None  # no loop yet: the first call or health check starts it
 
     async def _sweep_forever(self) -> None:
-        last_evict = 0.0
+        last_kept = 0.0
         while True:
             try:
                 await self.worker.sweep()
-                if time.monotonic() - last_evict > CACHE_EVICT_EVERY_S:
-                    last_evict = time.monotonic()
-                    await offload("result cache", self.cache.evict)
+                await self.worker.count()
+                if time.monotonic() - last_kept > self.retention.settings.every_s:
+                    last_kept = time.monotonic()
+                    await keep_house(self.cache, self.retention)
             except Unavailable:
                 pass  # logged by offload; try again next round
             except Exception:

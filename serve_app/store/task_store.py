@@ -182,6 +182,16 @@ class TaskStore:
                 return None
             return session.get(TaskRecord, task_id)
 
+    def counts(self) -> dict[str, int]:
+        """Unfinished tasks by status (queued, running): the `ray_image_tasks` gauge."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(TaskRecord.status, func.count())
+                .where(TaskRecord.status.in_(("queued", "running")))
+                .group_by(TaskRecord.status)
+            ).all()
+        return {"queued": 0, "running": 0} | {status: n for status, n in rows}
+
     def heartbeat(self, task_id: str, lease: Lease) -> bool:
         """Renew the lease; False when the task was cancelled or taken over."""
         with self.db.session() as session, session.begin():
