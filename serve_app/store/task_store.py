@@ -133,8 +133,9 @@ class TaskStore:
             return TaskView(task, list(items))
 
     def cancel(self, task_id: str) -> None:
-        """Cancel a task that has not ended; its queued items will not run. A running item
-        finishes; the runner sees the cancellation at its next heartbeat or item."""
+        """Cancel a task that has not ended; its unfinished items end cancelled. The runner's
+        fenced writes are refused from now on, and it stops its work in flight at its next
+        heartbeat or item write."""
         now = utcnow()
         with self.db.session() as session, session.begin():
             changed = session.execute(
@@ -145,7 +146,7 @@ class TaskStore:
             if changed.rowcount:  # type: ignore[attr-defined]
                 session.execute(
                     update(TaskItem)
-                    .where(TaskItem.task_id == task_id, TaskItem.status == "queued")
+                    .where(TaskItem.task_id == task_id, TaskItem.status.in_(UNFINISHED_ITEM))
                     .values(status="cancelled", finished_at=now)
                 )
 

@@ -93,17 +93,19 @@ def test_items_and_final_status(backend: Backend) -> None:
 
 def test_cancel_stops_queued_items_and_the_runner(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 2))
+    task_id = _create(store, _images(backend, 3))
     claimed = store.claim(task_id, "r", lease_s=30)
     assert claimed is not None
     lease = Lease.of(claimed)
     assert store.item_succeeded(task_id, 0, lease, None, [])
+    assert store.item_running(task_id, 1, lease)
     store.cancel(task_id)
     assert not store.heartbeat(task_id, lease)
     assert not store.item_succeeded(task_id, 1, lease, None, [])  # nothing after the end
     view = store.view(task_id)
     assert view is not None and view.task.status == "cancelled"
-    assert [i.status for i in view.items] == ["succeeded", "cancelled"]
+    # The running item cannot be written by its runner any more: it ends with the task.
+    assert [i.status for i in view.items] == ["succeeded", "cancelled", "cancelled"]
     assert store.claim(task_id, "other", lease_s=0) is None  # an ended task is never claimed
 
 
