@@ -12,7 +12,9 @@ counted there), deployed from serve_config.yaml. Then, on 127.0.0.1 only, bounde
    the service took to recover after the dependency returned. Then an Ingress replica killed
    and a rolling redeploy of the Ingress (bench/faults_ingress.py), /health/ready polled
    throughout: no request that started after the kill, or during the redeploy, may be lost.
-3. Tasks: every batch accepted during all of this must end (none lost, none stuck).
+3. Tasks: a stale runner (bench/faults_tasks.py: a TaskRunner replica frozen past its lease,
+   then resumed) leaves the outcome to its successor; every batch accepted during all of this
+   must end (none lost, none stuck).
 4. Memory: the cluster's resident memory idle, and its peak while 16 clients upload ~20 MB
    images, against a stated bound.
 
@@ -45,7 +47,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from bench import faults_cost, faults_ingress
+from bench import faults_cost, faults_ingress, faults_tasks
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
 from pipelines.limits import Limits
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
@@ -377,6 +379,9 @@ def run(quick: bool) -> dict[str, Any]:
         report["cost"] = faults_cost.run(built.cluster, base, 20.0 if quick else 60.0, Limits())
         print(f"expensive requests: {report['cost']}")
 
+        report["stale_runner"] = faults_tasks.run(base, built.postgres.url, lease_s=8.0)
+        print(f"stale runner: {report['stale_runner']}")
+
         # Every accepted task ends: none lost, none stuck.
         outcome: Counter[str] = Counter()
         with httpx.Client(base_url=base, timeout=30) as http:
@@ -511,6 +516,7 @@ def write_report(report: dict[str, Any]) -> None:
         f"{'held' if memory['within_bound'] else 'EXCEEDED'}. Answers {memory['flood_answers']}.",
         "",
         *(faults_cost.report_lines(report["cost"]) if "cost" in report else []),
+        *(faults_tasks.report_lines(report["stale_runner"]) if "stale_runner" in report else []),
         "## Bad inputs",
         "",
         "The hostile-input catalogue (`tests/fixtures/hostile/`), the property-based tests and "
@@ -530,6 +536,7 @@ def main() -> None:
     bad = sum(f["all"]["server"] for f in report["faults"].values())
     bad += sum(s["server"] for s in report["levels"].values())
     bad += faults_ingress.unexpected(report["ingress_faults"])
+    bad += not report["stale_runner"].get("held")
     if bad or report["tasks"].get("lost") or report["tasks"].get("stuck"):
         raise SystemExit(f"reliability: {bad} server errors, tasks {report['tasks']}")
 

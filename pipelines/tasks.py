@@ -8,15 +8,15 @@ stages so each run of image steps is decoded and encoded once, as /process does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.detection import DetectParams
 from pipelines.encode import OutputFormat
 from pipelines.faces import FaceParams
 from pipelines.ocr import OcrParams
-from pipelines.spec import MAX_STEPS, ImageStep, PipelineSpec, Step, invalid_parameter
+from pipelines.spec import MAX_STEPS, ImageStep, PipelineSpec, Step
 
 
 class DetectObjectsStep(DetectParams):
@@ -69,17 +69,3 @@ class TaskPipeline(BaseModel):
 
     def image_spec(self, steps: list[Step]) -> PipelineSpec:
         return PipelineSpec(steps=steps, format=self.format, quality=self.quality)
-
-    @property
-    def changes_image(self) -> bool:
-        return any(not isinstance(step, AiStep) for step in self.steps)
-
-
-def parse_task_pipeline(raw: TaskPipeline | dict[str, Any]) -> TaskPipeline:
-    """Validate up front, before a task exists: 422 naming the field."""
-    if isinstance(raw, TaskPipeline):
-        return raw
-    try:
-        return TaskPipeline.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_parameter(exc) from None

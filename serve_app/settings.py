@@ -202,6 +202,19 @@ class TaskSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=20)
 
 
+class RetentionSettings(BaseSettings):
+    """How long stored things are kept, in seconds; 0 keeps them forever. Enforced by the
+    TaskRunner's sweeper, `batch` rows of each kind per round."""
+
+    model_config = SettingsConfigDict(env_prefix="RETENTION_", env_file=".env", extra="ignore")
+
+    uploads_s: int = Field(0, ge=0, description="uploads, from when they were stored")
+    results_s: int = Field(0, ge=0, description="stored result images, from when they were made")
+    tasks_s: int = Field(0, ge=0, description="ended tasks, from when they ended")
+    batch: int = Field(500, ge=1, le=10_000, description="rows of each kind per sweep round")
+    every_s: float = Field(60.0, ge=1.0, description="how often a runner replica sweeps")
+
+
 class ModelSettings(BaseSettings):
     """Defaults at start; serve_config.yaml's user_config may change them live."""
 
@@ -314,6 +327,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=lambda: CacheSettings())
     pools: PoolSettings = Field(default_factory=lambda: PoolSettings())
     tasks: TaskSettings = Field(default_factory=lambda: TaskSettings())
+    retention: RetentionSettings = Field(default_factory=lambda: RetentionSettings())
     security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())
     rate_limit: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
     breakers: BreakerSettings = Field(default_factory=lambda: BreakerSettings())

@@ -71,6 +71,26 @@ def tasks() -> metrics.Gauge:
     )
 
 
+def record_tasks(counts: dict[str, int]) -> None:
+    for status in ("queued", "running"):
+        tasks().set(counts.get(status, 0), tags={"status": status})
+
+
+@cache
+def retention_deleted() -> metrics.Counter:
+    return metrics.Counter(
+        "image_retention_deleted",
+        description="Rows deleted past their retention (uploads, results, tasks) and blobs "
+        "deleted once no row named them (blobs).",
+        tag_keys=("kind",),
+    )
+
+
+def record_retention_deleted(kind: str, count: int) -> None:
+    if count:
+        retention_deleted().inc(count, tags={"kind": kind})
+
+
 @cache
 def cache_writes_dropped() -> metrics.Counter:
     return metrics.Counter(

@@ -147,5 +147,5 @@ async def get_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
     responses={409: {"description": "The task has already ended"}, **ERROR_RESPONSES},
 )
 async def cancel_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
-    """Cancel: queued items will not run; an item already running finishes."""
+    """Cancel: unfinished items end cancelled; the runner stops the work in flight."""
     return _task_response(await tasks.cancel(task_id), 200)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cachetools import LRUCache
-from sqlalchemy.exc import SQLAlchemyError
 
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
@@ -24,6 +23,7 @@ from serve_app.observe.metrics import record_cache_write_dropped
 from serve_app.observe.tracing import call_span
 from serve_app.services.image_work import ImageWork
 from serve_app.services.offload import offload
+from serve_app.store import blobs
 from serve_app.store.db import Database, ImageRecord, new_id
 from serve_app.store.result_cache import ResultCache, cache_key
 from serve_app.store.storage import BlobStore, sha256_hex
@@ -186,17 +186,11 @@ class ImageService:
             return await self.work.info(data)
 
     async def _save(self, data: bytes, record: ImageRecord) -> ImageRecord:
-        """Blob first, then the row; undo the blob if the row cannot be written."""
+        """Pin, blob, then the row. A blob left without its row (the insert failed) is
+        deleted by the sweeper's `blobs.collect` once its pin is old."""
+        await offload("database", blobs.pin, self.db, record.sha256)
         await offload("storage", self.store.put, record.blob_key, data)
-        try:
-            return await offload("database", self.db.add, record)
-        except Unavailable:
-            try:
-                if not await asyncio.to_thread(self.db.sha_in_use, record.sha256):
-                    await asyncio.to_thread(self.store.delete, record.blob_key)
-            except (SQLAlchemyError, OSError):
-                log.warning("could not tidy blob %s after a failed insert", record.blob_key)
-            raise
+        return await offload("database", self.db.add, record)
 
     async def upload(self, data: bytes) -> ImageRecord:
         with call_span(self.work.where, "probe"):

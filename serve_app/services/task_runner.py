@@ -6,7 +6,8 @@ could lose. Serve does not retry a request whose replica died, so the ingress do
 the runner: it writes the task, answers 202, and nudges a runner with `submit()`. Any runner
 replica's sweeper also finds queued tasks and tasks whose runner stopped renewing its lease, and
 takes them over (resuming their unfinished items) until `max_attempts`, then fails them with
-the reason. The sweeper also keeps the result cache within its limits.
+the reason. The sweeper also counts tasks (`ray_image_tasks`), keeps the result cache within its
+limits and enforces retention (store/retention.py).
 """
 
 from __future__ import annotations
@@ -33,17 +34,18 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.spec import Step
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Unavailable
+from serve_app.observe.metrics import record_retention_deleted, record_tasks
 from serve_app.services.ai import AiService
 from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
 from serve_app.store.models import TaskItem, TaskRecord
-from serve_app.store.task_store import TaskStore
+from serve_app.store.result_cache import ResultCache
+from serve_app.store.retention import Retention
+from serve_app.store.task_store import Lease, TaskStore
 
 log = logging.getLogger("ray.serve")
-
-CACHE_EVICT_EVERY_S = 60.0
 
 
 def _transient(exc: BaseException) -> bool:
@@ -51,7 +53,14 @@ def _transient(exc: BaseException) -> bool:
     a model that cannot load."""
     # Overloaded: the Preprocessor's expensive-work slots were all busy (a 503 with Retry-After),
     # which a batch item waits out rather than fails on.
+    # Never a cancellation (a lost lease): tenacity would otherwise swallow and retry it.
+    if not isinstance(exc, Exception):
+        return False
     return isinstance(exc, Unavailable | Overloaded) or not isinstance(exc, ServiceError)
+
+
+class LeaseLost(Exception):
+    """This runner's lease on the task ran out or was taken: it must stop writing and working."""
 
 
 def _replica_name() -> str:
@@ -92,21 +101,25 @@ class TaskWorker:
         return True
 
     async def _run(self, task: TaskRecord) -> None:
+        lease = Lease.of(task)
         try:
             if task.attempts > self.settings.max_attempts:
                 reason = (
                     f"gave up after {task.attempts - 1} attempts: the task's runner stopped "
                     "before finishing each time"
                 )
-                await offload("database", self.store.fail, task.id, reason, self.name)
+                await offload("database", self.store.fail, task.id, reason, lease)
                 return
             if task.attempts > 1:
                 log.warning("task %s: resuming (attempt %d)", task.id, task.attempts)
             pipeline = TaskPipeline.model_validate_json(task.pipeline)
             items = await offload("database", self.store.pending_items, task.id)
-            await self._run_items(task.id, pipeline, items)
-            status = await offload("database", self.store.finish, task.id, self.name)
+            if not await self._run_items(task.id, lease, pipeline, items):
+                raise LeaseLost
+            status = await offload("database", self.store.finish, task.id, lease)
             log.info("task %s: %s", task.id, status or "ended elsewhere (cancelled or taken)")
+        except LeaseLost:
+            log.warning("task %s: lease lost (cancelled or taken over), stopped", task.id)
         except Unavailable:
             # The database went away mid-task: stop here; the lease runs out and a sweep
             # resumes the task once it is back.
@@ -115,44 +128,72 @@ class TaskWorker:
             log.exception("task %s: runner error", task.id)
             with contextlib.suppress(Exception):
                 await offload(
-                    "database", self.store.fail, task.id, "internal error in the task runner", None
+                    "database", self.store.fail, task.id, "internal error in the task runner", lease
                 )
 
-    async def _run_items(self, task_id: str, pipeline: TaskPipeline, items: list[TaskItem]) -> None:
+    async def _run_items(
+        self, task_id: str, lease: Lease, pipeline: TaskPipeline, items: list[TaskItem]
+    ) -> bool:
+        """Run the items while the lease holds; False, with the work in flight cancelled, the
+        moment it is lost (a renewal refused, or none got through for a whole lease)."""
         queue: asyncio.Queue[TaskItem] = asyncio.Queue()
         for item in items:
             queue.put_nowait(item)
-        owned = asyncio.Event()
-        owned.set()
 
         async def heartbeat() -> None:
-            while owned.is_set():
+            renewed = time.monotonic()
+            while True:
                 await asyncio.sleep(self.settings.lease_s / 3)
                 try:
-                    still = await offload("database", self.store.heartbeat, task_id, self.name)
+                    if not await offload("database", self.store.heartbeat, task_id, lease):
+                        return  # cancelled, or another runner took it over
+                    renewed = time.monotonic()
                 except Unavailable:
-                    continue  # the lease may lapse; whoever resumes redoes unfinished items
-                if not still:  # cancelled, or another runner took it over
-                    owned.clear()
+                    # Whoever resumes redoes unfinished items; past a lease, that may be now.
+                    if time.monotonic() - renewed >= self.settings.lease_s:
+                        return
 
         async def worker() -> None:
-            while owned.is_set():
+            while True:
                 try:
                     item = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                await self._run_item(task_id, pipeline, item)
+                await self._run_item(task_id, lease, pipeline, item)
 
+        async def all_workers() -> None:
+            count = min(self.settings.item_concurrency, len(items)) or 1
+            running = [asyncio.create_task(worker()) for _ in range(count)]
+            try:
+                await asyncio.gather(*running)
+            finally:  # one worker's lost lease stops the others too
+                for each in running:
+                    each.cancel()
+
+        work = asyncio.create_task(all_workers())
         beat = asyncio.create_task(heartbeat())
         try:
-            workers = min(self.settings.item_concurrency, len(items)) or 1
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await asyncio.wait({work, beat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            owned.clear()
             beat.cancel()
+            if not work.done():
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+                await work
+        if work.cancelled() or isinstance(work.exception(), LeaseLost):
+            return False
+        work.result()  # anything else a worker raised
+        return True
 
-    async def _run_item(self, task_id: str, pipeline: TaskPipeline, item: TaskItem) -> None:
-        await offload("database", self.store.item_running, task_id, item.index)
+    async def _write(self, method: Any, *args: Any) -> None:
+        """A fenced item write; LeaseLost when the lease no longer holds."""
+        if not await offload("database", method, *args):
+            raise LeaseLost
+
+    async def _run_item(
+        self, task_id: str, lease: Lease, pipeline: TaskPipeline, item: TaskItem
+    ) -> None:
+        await self._write(self.store.item_running, task_id, item.index, lease)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -163,24 +204,22 @@ class TaskWorker:
                 with attempt:
                     result_id, results = await self._process(pipeline, item)
         except ServiceError as exc:
-            await offload(
-                "database", self.store.item_failed, task_id, item.index, exc.code, exc.message
+            await self._write(
+                self.store.item_failed, task_id, item.index, lease, exc.code, exc.message
             )
             return
         except Exception:
             log.exception("task %s item %d failed", task_id, item.index)
-            await offload(
-                "database",
+            await self._write(
                 self.store.item_failed,
                 task_id,
                 item.index,
+                lease,
                 "internal_error",
                 "the item could not be processed",
             )
             return
-        await offload(
-            "database", self.store.item_succeeded, task_id, item.index, result_id, results
-        )
+        await self._write(self.store.item_succeeded, task_id, item.index, lease, result_id, results)
 
     async def _process(
         self, pipeline: TaskPipeline, item: TaskItem
@@ -208,6 +247,12 @@ class TaskWorker:
         record = await self.images.store_result(last, spec_json, item.source_image_id)
         return record.id, outputs
 
+    async def count(self) -> dict[str, int]:
+        """Count unfinished tasks into the `ray_image_tasks` gauge."""
+        counts = await offload("database", self.store.counts)
+        record_tasks(counts)
+        return counts
+
     async def sweep(self) -> int:
         """Start whatever is claimable and fits; the number started."""
         if not self.has_room():
@@ -220,6 +265,16 @@ class TaskWorker:
                 break
             started += await self.start(task_id)
         return started
+
+
+async def keep_house(cache: ResultCache, retention: Retention) -> dict[str, int]:
+    """Keep the result cache within its limits and delete what is past its retention,
+    counted in `ray_image_retention_deleted_total`; what was deleted, by kind."""
+    await offload("result cache", cache.evict)
+    done = await offload("database", retention.sweep)
+    for kind, count in done.items():
+        record_retention_deleted(kind, count)
+    return done
 
 
 @serve.deployment(name="TaskRunner", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -235,6 +290,7 @@ class TaskRunner:
         images, ai = build_services(settings, preprocessor, detector, ocr, faces)
         assert images.cache is not None
         self.cache = images.cache
+        self.retention = Retention(images.db, images.store, settings.retention)
         self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
@@ -253,13 +309,14 @@ class TaskRunner:
             self._sweeper = None  # no loop yet: the first call or health check starts it
 
     async def _sweep_forever(self) -> None:
-        last_evict = 0.0
+        last_kept = 0.0
         while True:
             try:
                 await self.worker.sweep()
-                if time.monotonic() - last_evict > CACHE_EVICT_EVERY_S:
-                    last_evict = time.monotonic()
-                    await offload("result cache", self.cache.evict)
+                await self.worker.count()
+                if time.monotonic() - last_kept > self.retention.settings.every_s:
+                    last_kept = time.monotonic()
+                    await keep_house(self.cache, self.retention)
             except Unavailable:
                 pass  # logged by offload; try again next round
             except Exception:

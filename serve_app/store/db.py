@@ -20,7 +20,7 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from serve_app.store.models import CachedResult, ImageRecord, new_id
+from serve_app.store.models import ImageRecord, new_id
 
 __all__ = ["Database", "ImageRecord", "alembic_config", "new_id"]
 
@@ -132,11 +132,3 @@ class Database:
     def get_image(self, image_id: str) -> ImageRecord | None:
         with self.session() as session:
             return session.get(ImageRecord, image_id)
-
-    def sha_in_use(self, sha256: str) -> bool:
-        """Whether any row still names this blob (a stored image or a cache entry)."""
-        with self.session() as session:
-            for model in (ImageRecord, CachedResult):
-                if session.query(model.sha256).filter_by(sha256=sha256).first() is not None:
-                    return True
-            return False

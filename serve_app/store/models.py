@@ -7,6 +7,9 @@
                `lease_epoch` grows with every claim and fences each runner write.
                `owner` is the tenant (API key or client identity) that created it.
 - task_items:  one row per image of a task, with its outcome.
+- blobs:       one row per content-addressed blob, pinned by each write of it; a blob is deleted
+               only by deleting its row, in one statement that checks no row names it
+               (store/blobs.py).
 
 A row that names a blob is written only after the blob is in storage.
 """
@@ -121,3 +124,13 @@ class TaskItem(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class BlobPin(Base):
+    """A content-addressed blob's pin: `pinned_at` is the last time a writer was about to store
+    it (so a row naming it may be on its way)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pinned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -8,7 +8,7 @@ that admit a source: neither leaves stale results or 304s behind. Entries live i
 `results` table beside a content-addressed blob, independent of `images`, so evicting one never
 breaks a stored image's link. Limits: an entry older than `max_age_s` is a miss; `evict()` (run
 by the TaskRunner's sweeper) drops expired entries, then the least recently used past
-`max_bytes`, and deletes a blob once no row names it.
+`max_bytes`, and deletes a blob once no row names it (store/blobs.py).
 
 In front of that sits a small in-process tier (`memory_bytes` per replica, LRU): a hot result
 is answered without a thread hop, a query or a blob read, which is what makes a hit cheap next to
@@ -35,6 +35,7 @@ from pipelines.spec import PipelineSpec
 from pipelines.version import processing_version
 from serve_app.errors import NotFound
 from serve_app.settings import CacheSettings
+from serve_app.store import blobs
 from serve_app.store.db import Database
 from serve_app.store.models import CachedResult, utcnow
 from serve_app.store.storage import BlobStore, sha256_hex
@@ -153,6 +154,7 @@ class ResultCache:
         """Blob first, then the row (a row never names a missing blob). Blocking."""
         sha = sha256_hex(result.data)
         blob_key = self.store.key_for(sha)
+        blobs.pin(self.db, sha)  # before the blob: no release deletes it under this row
         self.store.put(blob_key, result.data)
         entry = CachedResult(
             key=key,
@@ -199,8 +201,7 @@ class ResultCache:
         for entry in doomed:
             with self.db.session() as session, session.begin():
                 session.execute(delete(CachedResult).where(CachedResult.key == entry.key))
-            if not self.db.sha_in_use(entry.sha256):
-                self.store.delete(entry.blob_key)
+            blobs.release(self.db, self.store, entry.sha256)
         if doomed:
             log.info("result cache: evicted %d entries", len(doomed))
         return len(doomed)

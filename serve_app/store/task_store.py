@@ -4,25 +4,42 @@ anything a crash could lose.
 A runner owns a task while its lease (`heartbeat_at`) is fresh. Claiming is one conditional
 UPDATE, so two runners never both win: a queued task, or a running one whose lease ran out
 (its runner died), goes to whoever updates it first. Every write a runner makes after that is
-conditioned on still owning the task. All methods block: call them from a worker thread.
+fenced: conditioned on the lease's runner and epoch (`Lease`), which every claim bumps.
+Lease times come from the database's clock (store/clock.py), never a replica's.
+All methods block: call them from a worker thread.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from serve_app.errors import Conflict
+from serve_app.store.clock import db_ago, db_now
 from serve_app.store.db import Database
 from serve_app.store.models import TaskItem, TaskRecord, utcnow
 
 TERMINAL = frozenset({"succeeded", "failed", "partially_failed", "cancelled"})
 UNFINISHED_ITEM = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A runner's hold on a task: its name and the epoch its claim started. Every write the
+    runner makes names both, so one whose lease lapsed (paused, partitioned) and was taken over
+    writes nothing, even if it resumes believing it still owns the task."""
+
+    runner: str
+    epoch: int
+
+    @classmethod
+    def of(cls, task: TaskRecord) -> Lease:
+        assert task.runner is not None
+        return cls(task.runner, task.lease_epoch)
 
 
 @dataclass
@@ -116,8 +133,9 @@ class TaskStore:
             return TaskView(task, list(items))
 
     def cancel(self, task_id: str) -> None:
-        """Cancel a task that has not ended; its queued items will not run. A running item
-        finishes; the runner sees the cancellation at its next heartbeat or item."""
+        """Cancel a task that has not ended; its unfinished items end cancelled. The runner's
+        fenced writes are refused from now on, and it stops its work in flight at its next
+        heartbeat or item write."""
         now = utcnow()
         with self.db.session() as session, session.begin():
             changed = session.execute(
@@ -128,7 +146,7 @@ class TaskStore:
             if changed.rowcount:  # type: ignore[attr-defined]
                 session.execute(
                     update(TaskItem)
-                    .where(TaskItem.task_id == task_id, TaskItem.status == "queued")
+                    .where(TaskItem.task_id == task_id, TaskItem.status.in_(UNFINISHED_ITEM))
                     .values(status="cancelled", finished_at=now)
                 )
 
@@ -136,59 +154,50 @@ class TaskStore:
 
     def claimable(self, lease_s: float, limit: int) -> list[str]:
         """Queued tasks, and running ones whose runner stopped renewing its lease."""
-        stale = utcnow() - timedelta(seconds=lease_s)
         with self.db.session() as session:
             rows = session.scalars(
                 select(TaskRecord.id)
-                .where(
-                    or_(
-                        TaskRecord.status == "queued",
-                        (TaskRecord.status == "running") & (TaskRecord.heartbeat_at < stale),
-                    )
-                )
+                .where(_claimable(lease_s))
                 .order_by(TaskRecord.created_at)
                 .limit(limit)
             ).all()
         return list(rows)
 
     def claim(self, task_id: str, runner: str, lease_s: float) -> TaskRecord | None:
-        """Take the task if it is queued or its lease ran out; None if someone else has it."""
-        now = utcnow()
-        stale = now - timedelta(seconds=lease_s)
+        """Take the task if it is queued or its lease ran out; None if someone else has it.
+        Each claim starts a new epoch: whoever held the lease before is fenced off."""
         with self.db.session() as session, session.begin():
             won = session.execute(
                 update(TaskRecord)
-                .where(
-                    TaskRecord.id == task_id,
-                    or_(
-                        TaskRecord.status == "queued",
-                        (TaskRecord.status == "running") & (TaskRecord.heartbeat_at < stale),
-                    ),
-                )
+                .where(TaskRecord.id == task_id, _claimable(lease_s))
                 .values(
                     status="running",
                     runner=runner,
-                    heartbeat_at=now,
+                    lease_epoch=TaskRecord.lease_epoch + 1,
+                    heartbeat_at=db_now(),
                     attempts=TaskRecord.attempts + 1,
-                    started_at=func.coalesce(TaskRecord.started_at, now),
+                    started_at=func.coalesce(TaskRecord.started_at, db_now()),
                 )
             )
             if not won.rowcount:  # type: ignore[attr-defined]
                 return None
             return session.get(TaskRecord, task_id)
 
-    def _owned(self, task_id: str, runner: str) -> Any:
-        return (
-            (TaskRecord.id == task_id)
-            & (TaskRecord.runner == runner)
-            & (TaskRecord.status == "running")
-        )
+    def counts(self) -> dict[str, int]:
+        """Unfinished tasks by status (queued, running): the `ray_image_tasks` gauge."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(TaskRecord.status, func.count())
+                .where(TaskRecord.status.in_(("queued", "running")))
+                .group_by(TaskRecord.status)
+            ).all()
+        return {"queued": 0, "running": 0} | {status: n for status, n in rows}
 
-    def heartbeat(self, task_id: str, runner: str) -> bool:
+    def heartbeat(self, task_id: str, lease: Lease) -> bool:
         """Renew the lease; False when the task was cancelled or taken over."""
         with self.db.session() as session, session.begin():
             renewed = session.execute(
-                update(TaskRecord).where(self._owned(task_id, runner)).values(heartbeat_at=utcnow())
+                update(TaskRecord).where(_owned(task_id, lease)).values(heartbeat_at=db_now())
             )
             return bool(renewed.rowcount)  # type: ignore[attr-defined]
 
@@ -202,48 +211,69 @@ class TaskStore:
                 ).all()
             )
 
-    def _set_item(self, task_id: str, index: int, **values: Any) -> None:
+    def _set_item(self, task_id: str, index: int, lease: Lease, **values: Any) -> bool:
+        """Write an item while the lease holds; False (nothing written) once it is lost.
+        The task row is share-locked first (PostgreSQL), so a takeover waits for this write
+        rather than racing it; SQLite runs the one UPDATE under its write lock."""
         with self.db.session() as session, session.begin():
-            session.execute(
+            held = session.execute(
+                select(TaskRecord.id).where(_owned(task_id, lease)).with_for_update(read=True)
+            ).first()
+            if held is None:
+                return False
+            written = session.execute(
                 update(TaskItem)
-                .where(TaskItem.task_id == task_id, TaskItem.index == index)
+                .where(
+                    TaskItem.task_id == task_id,
+                    TaskItem.index == index,
+                    select(TaskRecord.id).where(_owned(task_id, lease)).exists(),
+                )
                 .values(**values)
             )
+            return bool(written.rowcount)  # type: ignore[attr-defined]
 
-    def item_running(self, task_id: str, index: int) -> None:
-        self._set_item(task_id, index, status="running")
+    def item_running(self, task_id: str, index: int, lease: Lease) -> bool:
+        return self._set_item(task_id, index, lease, status="running")
 
     def item_succeeded(
         self,
         task_id: str,
         index: int,
+        lease: Lease,
         result_image_id: str | None,
         results: list[dict[str, Any]],
-    ) -> None:
-        self._set_item(
+    ) -> bool:
+        return self._set_item(
             task_id,
             index,
+            lease,
             status="succeeded",
             result_image_id=result_image_id,
             results=json.dumps(results) if results else None,
             error_code=None,
             error_message=None,
-            finished_at=utcnow(),
+            finished_at=db_now(),
         )
 
-    def item_failed(self, task_id: str, index: int, code: str, message: str) -> None:
-        self._set_item(
+    def item_failed(self, task_id: str, index: int, lease: Lease, code: str, message: str) -> bool:
+        return self._set_item(
             task_id,
             index,
+            lease,
             status="failed",
             error_code=code,
             error_message=message,
-            finished_at=utcnow(),
+            finished_at=db_now(),
         )
 
-    def finish(self, task_id: str, runner: str) -> str | None:
+    def finish(self, task_id: str, lease: Lease) -> str | None:
         """Close a task whose items have all ended; the status it got (None: not ours)."""
         with self.db.session() as session, session.begin():
+            held = session.execute(
+                select(TaskRecord.id).where(_owned(task_id, lease)).with_for_update()
+            ).first()
+            if held is None:
+                return None
             counts = dict(
                 session.execute(
                     select(TaskItem.status, func.count())
@@ -258,33 +288,53 @@ class TaskStore:
             )
             done = session.execute(
                 update(TaskRecord)
-                .where(self._owned(task_id, runner))
-                .values(status=status, finished_at=utcnow())
+                .where(_owned(task_id, lease))
+                .values(status=status, finished_at=db_now())
             )
             return status if done.rowcount else None  # type: ignore[attr-defined]
 
-    def fail(self, task_id: str, reason: str, runner: str | None = None) -> None:
-        """End a task as failed with a reason; its unfinished items fail with it."""
-        now = utcnow()
+    def fail(self, task_id: str, reason: str, lease: Lease | None = None) -> bool:
+        """End a task as failed with a reason; its unfinished items fail with it. A runner
+        passes its lease (nothing happens once it is lost); None ends it whoever runs it."""
         with self.db.session() as session, session.begin():
             where = (
-                self._owned(task_id, runner)
-                if runner
+                _owned(task_id, lease)
+                if lease
                 else (TaskRecord.id == task_id) & TaskRecord.status.in_(("queued", "running"))
             )
             ended = session.execute(
                 update(TaskRecord)
                 .where(where)
-                .values(status="failed", error=reason, finished_at=now)
+                .values(status="failed", error=reason, finished_at=db_now())
             )
-            if ended.rowcount:  # type: ignore[attr-defined]
-                session.execute(
-                    update(TaskItem)
-                    .where(TaskItem.task_id == task_id, TaskItem.status.in_(UNFINISHED_ITEM))
-                    .values(
-                        status="failed",
-                        error_code="task_failed",
-                        error_message=reason,
-                        finished_at=now,
-                    )
+            if not ended.rowcount:  # type: ignore[attr-defined]
+                return False
+            session.execute(
+                update(TaskItem)
+                .where(TaskItem.task_id == task_id, TaskItem.status.in_(UNFINISHED_ITEM))
+                .values(
+                    status="failed",
+                    error_code="task_failed",
+                    error_message=reason,
+                    finished_at=db_now(),
                 )
+            )
+            return True
+
+
+def _claimable(lease_s: float) -> Any:
+    """Queued, or running under a lease that ran out by the database's clock."""
+    return or_(
+        TaskRecord.status == "queued",
+        (TaskRecord.status == "running") & (TaskRecord.heartbeat_at < db_ago(lease_s)),
+    )
+
+
+def _owned(task_id: str, lease: Lease) -> Any:
+    """The fencing condition: still running under this very claim."""
+    return (
+        (TaskRecord.id == task_id)
+        & (TaskRecord.runner == lease.runner)
+        & (TaskRecord.lease_epoch == lease.epoch)
+        & (TaskRecord.status == "running")
+    )

@@ -128,7 +128,7 @@ def test_cancel_stops_a_running_batch(client: httpx.Client) -> None:
     cancelled = client.delete(f"/api/v1/tasks/{task_id}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     task, _ = _wait(client, task_id, timeout=60)
-    # Items already running finish; no new one starts once the runner has heard.
+    # Unfinished items end cancelled at once; the runner stops its work in flight.
     deadline = time.monotonic() + 30
     while any(i["status"] in ("queued", "running") for i in task["items"]):
         assert time.monotonic() < deadline, task

@@ -54,13 +54,6 @@ def test_add_and_get(db: Database) -> None:
     assert db.get_image("missing") is None
 
 
-def test_sha_in_use(db: Database) -> None:
-    sha = new_id() * 2
-    assert not db.sha_in_use(sha)
-    db.add(record(sha))
-    assert db.sha_in_use(sha)
-
-
 def test_result_must_point_at_an_existing_source(db: Database) -> None:
     from sqlalchemy.exc import IntegrityError
 

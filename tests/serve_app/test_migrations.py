@@ -16,7 +16,7 @@ from serve_app.settings import PROJECT_ROOT
 from serve_app.store.db import Database
 from serve_app.store.models import Base
 
-TABLES = {"images", "results", "tasks", "task_items", "alembic_version"}
+TABLES = {"images", "results", "tasks", "task_items", "blobs", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -92,4 +92,4 @@ def test_make_db_migrate_command(tmp_path: Path) -> None:
     with Database(url).engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) >= TABLES
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0003"
+    assert version == "0004"

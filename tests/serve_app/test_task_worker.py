@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from deployments.face_detector import FaceDetector
 from deployments.preprocessor import Preprocessor
+from pipelines.errors import BadImage
 from pipelines.limits import Limits
 from pipelines.tasks import TaskPipeline
 from serve_app.services.ai import AiService
@@ -21,7 +23,7 @@ from serve_app.services.images import ImageService
 from serve_app.services.task_runner import TaskWorker
 from serve_app.settings import CacheSettings, TaskSettings
 from serve_app.store.result_cache import ResultCache
-from serve_app.store.task_store import TaskStore
+from serve_app.store.task_store import Lease, TaskStore
 from tests.conftest import ASTRONAUT_FACE, best_iou, decode, encode, photo
 from tests.serve_app.conftest import Backend
 from tests.serve_app.inprocess import InProcessHandle
@@ -106,9 +108,11 @@ async def test_a_dead_runners_task_is_resumed_after_its_lease(backend: Backend) 
     worker = _worker(backend)
     task_id = _create(worker, await _upload(worker, 2))
     # Another runner claimed it, finished one item, then died without a word.
-    assert worker.store.claim(task_id, "dead-runner", lease_s=1.0) is not None
-    worker.store.item_succeeded(task_id, 0, None, [{"op": "note", "by": "dead-runner"}])
-    worker.store.item_running(task_id, 1)
+    dead = worker.store.claim(task_id, "dead-runner", lease_s=1.0)
+    assert dead is not None
+    lease = Lease.of(dead)
+    worker.store.item_succeeded(task_id, 0, lease, None, [{"op": "note", "by": "dead-runner"}])
+    worker.store.item_running(task_id, 1, lease)
     assert await worker.sweep() == 0  # its lease is still fresh
     time.sleep(1.2)
     assert await worker.sweep() == 1
@@ -150,3 +154,55 @@ async def test_a_runner_takes_no_more_than_max_active(backend: Backend, max_acti
     for task_id in (first, second):
         view = worker.store.view(task_id)
         assert view is not None and view.task.status == "succeeded"
+
+
+class _PausableStore(TaskStore):
+    """A runner's store whose lease renewals stall while `paused` is clear: the runner's
+    process is frozen (SIGSTOP, a long GC pause) as far as the database can tell."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.running = threading.Event()
+        self.running.set()
+
+    def heartbeat(self, task_id: str, lease: Lease) -> bool:
+        self.running.wait()
+        return super().heartbeat(task_id, lease)
+
+
+async def test_a_runner_paused_past_its_lease_leaves_the_outcome_to_its_successor(
+    backend: Backend,
+) -> None:
+    stale = _worker(backend)
+    store = _PausableStore(backend.db)
+    stale.store = store
+    gate = asyncio.Event()
+    in_item = asyncio.Event()
+
+    async def stalled(pipeline: TaskPipeline, item: Any) -> Any:
+        in_item.set()
+        await gate.wait()  # frozen mid-item; once resumed, its item fails
+        raise BadImage("the stale runner's late verdict")
+
+    stale._process = stalled  # type: ignore[method-assign]
+    task_id = _create(stale, await _upload(stale, 2))
+    store.running.clear()
+    assert await stale.start(task_id)
+    await asyncio.wait_for(in_item.wait(), 5)
+    await asyncio.sleep(1.3)  # past the 1 s lease: another runner takes the task over
+    successor = _worker(backend)
+    assert await successor.sweep() == 1
+    await _until_idle(successor)
+    after = successor.store.view(task_id)
+    assert after is not None and after.task.status == "succeeded"
+    # The stale runner resumes believing it owns the task.
+    gate.set()
+    store.running.set()
+    await asyncio.wait_for(_until_idle(stale), 10)
+    view = successor.store.view(task_id)
+    assert view is not None and view.task.status == "succeeded", view.task.error
+    assert view.task.runner == successor.name and view.task.attempts == 2
+    assert [(i.status, i.result_image_id, i.error_code) for i in view.items] == [
+        (i.status, i.result_image_id, i.error_code) for i in after.items
+    ]
+    assert all(i.status == "succeeded" for i in view.items)
