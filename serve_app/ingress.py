@@ -106,6 +106,7 @@ class Ingress:
             images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
         )
         sources = Sources(settings.source, settings.source_url, images)
+        images.assets = sources.with_assets  # watermarks, for every API
         context.set_url_service(UrlService(images, ai, sources, settings))
         tracing.configure(settings.tracing)
         limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None

@@ -22,7 +22,6 @@ from serve_app import context
 from serve_app.errors import BadRequest
 from serve_app.schemas import ERROR_RESPONSES, StoredImage
 from serve_app.services.images import ImageService, Outcome, Prepare, SourceImage
-from serve_app.store.result_cache import cache_key
 
 IMAGE_MEDIA_TYPES = (
     "image/jpeg",
@@ -254,12 +253,7 @@ async def run_spec(
     Vary) and its `prepare`."""
     started = time.monotonic()
     if key is None:
-        # Watermarks and other images the steps name, from the URL API's sources; the key
-        # folds in their bytes.
-        digest = image.sha256
-        if spec.asset_names():
-            spec, digest = await context.url_service().sources.with_assets(spec, digest)
-        key = cache_key(digest, spec, service.limits)
+        spec, key = await service.keyed(image, spec)
     if not store and etag_matches(if_none_match, f'"{key}"'):
         answer = {"ETag": f'"{key}"', "Cache-Control": RESULT_CACHE_CONTROL, **(headers or {})}
         return Response(status_code=304, headers=answer)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from cachetools import LRUCache
 
+from pipelines.errors import InvalidParameter
 from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
@@ -41,6 +42,9 @@ LOOKUP_WAIT_S = 1.0
 # spec to run, and whether its result may be kept (the URL API's smart detection, which falls
 # back when a detector is down and must not keep that fallback).
 Prepare = Callable[[bytes, PipelineSpec], Awaitable[tuple[PipelineSpec, bool]]]
+# The spec with the images its steps name (watermarks) and the source's digest folded with
+# theirs: Sources.with_assets.
+Assets = Callable[[PipelineSpec, str], Awaitable[tuple[PipelineSpec, str]]]
 
 
 @dataclass
@@ -86,6 +90,8 @@ class ImageService:
         self._records: LRUCache[str, ImageRecord] = LRUCache(RECORDS_KEPT)  # event loop only
         # What finds the detections a pipeline needs (services/focus.py), set by the builder.
         self.prepare: Prepare | None = None
+        # What fetches the images a pipeline's steps name (serve_app/sources), set by the builder.
+        self.assets: Assets | None = None
 
     async def record(self, image_id: str) -> ImageRecord:
         if (kept := self._records.get(image_id)) is not None:
@@ -123,6 +129,16 @@ class ImageService:
         with call_span(work.where, "process"):
             return await work.process(data, spec)
 
+    async def keyed(self, source: SourceImage, spec: PipelineSpec) -> tuple[PipelineSpec, str]:
+        """The spec with the images its steps name (watermarks) attached, and its result's
+        cache key: the source's digest, folded with theirs so a changed mark is a new result."""
+        digest = source.sha256
+        if spec.asset_names():
+            if self.assets is None:
+                raise InvalidParameter("images named by steps cannot be read here", field="image")
+            spec, digest = await self.assets(spec, digest)
+        return spec, cache_key(digest, spec, self.limits)
+
     async def process_cached(
         self,
         source: SourceImage | bytes,
@@ -138,7 +154,8 @@ class ImageService:
         unless the caller brings its own."""
         if isinstance(source, bytes):
             source = self.uploaded(source)
-        key = key or cache_key(source.sha256, spec, self.limits)
+        if key is None:
+            spec, key = await self.keyed(source, spec)
         cache = self.cache
         if cache is not None and cache.enabled:
             if (recent := cache.recent(key)) is not None:

@@ -40,6 +40,7 @@ from serve_app.services.build import build_services, reconfigure_limits
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
+from serve_app.sources import Sources
 from serve_app.store.models import TaskItem, TaskRecord
 from serve_app.store.result_cache import ResultCache
 from serve_app.store.retention import Retention
@@ -288,6 +289,8 @@ class TaskRunner:
     ) -> None:
         settings = get_settings()
         images, ai = build_services(settings, preprocessor, detector, ocr, faces)
+        # A batch's watermarks come from the same sources as the URL API's.
+        images.assets = Sources(settings.source, settings.source_url, images).with_assets
         assert images.cache is not None
         self.cache = images.cache
         self.retention = Retention(images.db, images.store, settings.retention)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,3 +207,29 @@ async def test_a_runner_paused_past_its_lease_leaves_the_outcome_to_its_successo
         (i.status, i.result_image_id, i.error_code) for i in after.items
     ]
     assert all(i.status == "succeeded" for i in view.items)
+
+
+async def test_a_batch_watermarks_from_the_sources(backend: Backend, tmp_path: Path) -> None:
+    """A watermark step in a batch reads its mark as /process and the URL API do (it failed
+    every item with "the watermark image was not provided")."""
+    from PIL import Image
+
+    from serve_app.settings import SourceSettings
+    from serve_app.sources import Sources
+
+    marks = tmp_path / "sources"
+    (marks / "marks").mkdir(parents=True)
+    (marks / "marks" / "wm.png").write_bytes(encode(Image.new("RGBA", (40, 20), "red"), "PNG"))
+    worker = _worker(backend)
+    worker.images.assets = Sources(SourceSettings(), f"file://{marks}", worker.images).with_assets
+    steps = [{"op": "resize", "width": 256}, {"op": "watermark", "image": "marks/wm.png"}]
+    task_id = _create(
+        worker, await _upload(worker, 2), TaskPipeline.model_validate({"steps": steps})
+    )
+    assert await worker.start(task_id)
+    await _until_idle(worker)
+    view = worker.store.view(task_id)
+    assert view is not None and view.task.status == "succeeded", view.items[0].error_message
+    _, data = await worker.images.load(view.items[0].result_image_id or "")
+    r, g, b = decode(data).convert("RGB").getpixel((5, 5))
+    assert r > 200 and g < 60 and b < 60  # the red mark at the top left

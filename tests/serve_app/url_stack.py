@@ -100,6 +100,7 @@ async def url_stack(
     srcs = Sources(settings.source, settings.source_url, images, resolve=resolve, policy=policy)
     service = UrlService(images, ai, srcs, settings)
     images.prepare = service.focus  # as build_services does
+    images.assets = srcs.with_assets  # as the ingress does
     context.set_url_service(service)
     context.set_guard(guard or Guard(ApiKeys({}), None))
     breakers.reset_all()
