@@ -46,7 +46,6 @@ from bench.common import (
 from bench.url_thumbnail import Names, make_folder
 
 CONCURRENCIES = [1, 8]
-NAMES = 20_000
 RATE_CEILING = 200  # requests a second no job reaches on a few cores
 THUMBNAIL = {"op": "thumbnail", "width": 300, "height": 300}
 PROCESS = {
@@ -98,8 +97,10 @@ def run(seconds: float, cs: list[int], rounds: int) -> dict[str, Any]:
     jobs = ["detect_faces", *PROCESS, *URLS]
     with tempfile.TemporaryDirectory(prefix="bench-ai-steps-") as tmp:
         root = Path(tmp)
-        make_folder(root, bodies, NAMES)
-        names = Names(0, NAMES)
+        # Every GET of the run names a fresh image: a budget per point, and one per warm-up.
+        needed = (rounds * len(cs) + 1) * len(URLS) * (int(RATE_CEILING * seconds) + 50)
+        make_folder(root, bodies, needed)
+        names = Names(0, needed)
         env = {**NO_CACHE, "SOURCE_URL": f"file://{root}"}
         with serve_cluster(env) as bench:
             for job in jobs:  # warm-up: models loaded, pools started
