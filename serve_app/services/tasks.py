@@ -2,6 +2,10 @@
 
 The task is in the database before the client hears 202, and the nudge is fire-and-forget:
 if no runner hears it (none up yet, or one dies), a runner's sweep finds the queued task.
+
+Tenants (serve_app/guards/tenant.py): a task records the key that created it; `view` and
+`cancel` take the requester's owner and answer 404 for another's task, and Idempotency-Keys
+are stored scoped to the tenant, so two tenants' equal keys never meet.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.errors import InvalidParameter
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Conflict, NotFound
+from serve_app.guards.tenant import Tenant, owns, scoped_key
 from serve_app.services.image_work import check_batch_cost
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
@@ -55,8 +60,11 @@ class TaskService:
         *,
         idempotency_key: str | None = None,
         request_id: str | None = None,
+        tenant: Tenant | None = None,
     ) -> tuple[TaskView, bool]:
-        """The task's view and whether this request created it (False: a replay)."""
+        """The task's view and whether this request created it (False: a replay). `tenant`:
+        who asks (None: nobody in particular, as in tests and tools); the image_ids must be
+        theirs (ImageService.record checks the request's tenant)."""
         total = len(files) + len(image_ids)
         if total == 0:
             raise InvalidParameter("a batch needs images: send files or image_ids", field="files")
@@ -66,10 +74,12 @@ class TaskService:
                 field="files",
             )
         request_print = fingerprint(pipeline, files, image_ids)
-        if idempotency_key:
-            earlier = await offload("database", self.store.by_key, idempotency_key, request_print)
+        owner = tenant.owner if tenant else None
+        key = scoped_key(idempotency_key, tenant) if idempotency_key else None
+        if key:
+            earlier = await offload("database", self.store.by_key, key, request_print)
             if earlier is not None:
-                return await self.view(earlier.id), False
+                return await self.view(earlier.id, owner), False
         sizes = [await self.images.record(image_id) for image_id in dict.fromkeys(image_ids)]
         # 404 naming a missing id above, 422 too_costly here: both before any write.
         check_batch_cost(pipeline, files, sizes, self.images.limits)
@@ -81,13 +91,14 @@ class TaskService:
                 pipeline.model_dump_json(),
                 sources,
                 fingerprint=request_print,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 request_id=request_id,
+                owner=owner,
             ),
         )
         if created:
             self._nudge(task)
-        return await self.view(task.id), created
+        return await self.view(task.id, owner), created
 
     def _nudge(self, task: TaskRecord) -> None:
         async def nudge() -> None:
@@ -100,15 +111,17 @@ class TaskService:
         self._nudges.add(running)
         running.add_done_callback(self._nudges.discard)
 
-    async def view(self, task_id: str) -> TaskView:
+    async def view(self, task_id: str, owner: str | None) -> TaskView:
+        """The task as `owner` (the requester's tenant.owner; None: open mode) may see it: 404
+        when it does not exist or is another tenant's (the same answer: ids are not told)."""
         view = await offload("database", self.store.view, task_id)
-        if view is None:
+        if view is None or not owns(owner, view.task.owner):
             raise NotFound(f"no task with id {task_id!r}", field="task_id")
         return view
 
-    async def cancel(self, task_id: str) -> TaskView:
-        view = await self.view(task_id)
+    async def cancel(self, task_id: str, owner: str | None) -> TaskView:
+        view = await self.view(task_id, owner)
         if view.task.status in TERMINAL:
             raise Conflict(f"the task has already ended ({view.task.status})", field="task_id")
         await offload("database", self.store.cancel, task_id)
-        return await self.view(task_id)
+        return await self.view(task_id, owner)
