@@ -194,12 +194,33 @@ class ImageService:
         try:
             return await offload("database", self.db.add, record)
         except Unavailable:
+            await self._drop_blobs([record])
+            raise
+
+    async def _drop_blobs(self, records: list[ImageRecord]) -> None:
+        """Delete the blobs of rows gone (or never written) unless another row still names
+        them: blobs are content-addressed and shared. Best effort: a leftover blob is waste,
+        never a broken row."""
+        for record in {r.sha256: r for r in records}.values():
             try:
                 if not await asyncio.to_thread(self.db.sha_in_use, record.sha256):
                     await asyncio.to_thread(self.store.delete, record.blob_key)
             except (SQLAlchemyError, OSError):
-                log.warning("could not tidy blob %s after a failed insert", record.blob_key)
-            raise
+                log.warning("could not tidy blob %s", record.blob_key)
+
+    async def discard(self, records: list[ImageRecord]) -> None:
+        """Undo stored images no one was told of (a refused batch's uploads): rows, then the
+        blobs no other row names."""
+        if not records:
+            return
+        for record in records:
+            self._records.pop(record.id, None)
+        try:
+            await asyncio.to_thread(self.db.delete_images, [r.id for r in records])
+        except SQLAlchemyError:
+            log.warning("could not delete %d images of a refused batch", len(records))
+            return
+        await self._drop_blobs(records)
 
     async def upload(self, data: bytes) -> ImageRecord:
         with call_span(self.work.where, "probe"):

@@ -25,11 +25,16 @@ from serve_app.services.image_work import check_batch_cost
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings
-from serve_app.store.models import TaskRecord
+from serve_app.store.models import ImageRecord, TaskRecord
 from serve_app.store.storage import sha256_hex
 from serve_app.store.task_store import TERMINAL, TaskStore, TaskView
 
 log = logging.getLogger("ray.serve")
+# Uploads of one batch in flight at once. Each takes a slot of the ingress's image queue (its
+# probe decodes the file), as interactive requests do: a batch of any size holds at most this
+# many (never more than the queue has), so it is never refused for its own size, and leaves
+# the rest of the queue to interactive work.
+BATCH_UPLOADS_IN_FLIGHT = 2
 
 
 def fingerprint(pipeline: TaskPipeline, files: list[bytes], image_ids: list[str]) -> str:
@@ -83,22 +88,58 @@ class TaskService:
         sizes = [await self.images.record(image_id) for image_id in dict.fromkeys(image_ids)]
         # 404 naming a missing id above, 422 too_costly here: both before any write.
         check_batch_cost(pipeline, files, sizes, self.images.limits)
-        uploaded = await asyncio.gather(*(self.images.upload(data) for data in files))
+        uploaded = await self._upload_all(files)
         sources = [record.id for record in uploaded] + image_ids
-        task, created = await offload(
-            "database",
-            lambda: self.store.create(
-                pipeline.model_dump_json(),
-                sources,
-                fingerprint=request_print,
-                idempotency_key=key,
-                request_id=request_id,
-                owner=owner,
-            ),
-        )
+        try:
+            task, created = await offload(
+                "database",
+                lambda: self.store.create(
+                    pipeline.model_dump_json(),
+                    sources,
+                    fingerprint=request_print,
+                    idempotency_key=key,
+                    request_id=request_id,
+                    owner=owner,
+                ),
+            )
+        except BaseException:
+            await asyncio.shield(self.images.discard(uploaded))
+            raise
+        if not created:  # a concurrent retry with the same key won: its task has the images
+            await asyncio.shield(self.images.discard(uploaded))
         if created:
             self._nudge(task)
         return await self.view(task.id, owner), created
+
+    async def _upload_all(self, files: list[bytes]) -> list[ImageRecord]:
+        """Store a batch's files, at most BATCH_UPLOADS_IN_FLIGHT at a time. When one fails
+        (a damaged file, real overload, an outage) no new one starts, those in flight end, and
+        everything this batch stored is deleted before the error goes to the client."""
+        stored: list[ImageRecord | None] = [None] * len(files)
+        queue = iter(enumerate(files))
+        failed: list[BaseException] = []
+
+        async def uploader() -> None:
+            for index, data in queue:
+                if failed:
+                    return
+                try:
+                    stored[index] = await self.images.upload(data)
+                except Exception as exc:  # noqa: BLE001 - raised below, after the tidy-up
+                    failed.append(exc)
+                    return
+
+        slots = getattr(self.images.work, "capacity", BATCH_UPLOADS_IN_FLIGHT)
+        workers = min(BATCH_UPLOADS_IN_FLIGHT, slots, len(files))
+        try:
+            await asyncio.gather(*(uploader() for _ in range(workers)))
+        except BaseException:  # cancelled (the client left): tidy up all the same
+            await asyncio.shield(self.images.discard([r for r in stored if r is not None]))
+            raise
+        if failed:
+            await asyncio.shield(self.images.discard([r for r in stored if r is not None]))
+            raise failed[0]
+        return [record for record in stored if record is not None]
 
     def _nudge(self, task: TaskRecord) -> None:
         async def nudge() -> None:
