@@ -47,8 +47,10 @@ RUN mkdir -p "$DATA_DIR"
 # figures are in bench/RESULTS.md): HAProxy on the HTTP port in front of ingress replicas that
 # serve HTTP themselves. Ray reads it when its processes start, so it applies on KubeRay's
 # pods too. With it, serve_app/cli/local.py's SERVE_ENV: Serve's logs go to its log files only
-# (not also to each worker's stderr file), and its controller loops at 2 Hz instead of 10.
+# (not also to each worker's stderr file), its controller loops at 2 Hz instead of 10, and
+# uvicorn trusts no X-Forwarded-For (the guard reads it, per FORWARDED_TRUSTED_HOPS).
 ENV RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_LOG_TO_STDERR=0 RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5
+ENV FORWARDED_ALLOW_IPS=none
 # An ingress replica that dies: requests not yet handed to it are retried on another replica;
 # only connection failures are retried (serve_app/cli/local.py, HAPROXY_RETRIES, says why).
 ENV RAY_SERVE_HAPROXY_RETRY_ON=conn-failure RAY_SERVE_HAPROXY_RETRIES=3

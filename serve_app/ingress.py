@@ -110,7 +110,9 @@ class Ingress:
         context.set_url_service(UrlService(images, ai, sources, settings))
         tracing.configure(settings.tracing)
         limiter = RateLimiter(settings.rate_limit) if settings.rate_limits_on else None
-        context.set_guard(Guard(ApiKeys(settings.security.api_keys), limiter))
+        security = settings.security
+        keys = ApiKeys(security.api_keys)
+        context.set_guard(Guard(keys, limiter, security.forwarded_trusted_hops))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """`user_config: {limits: {...}}`: the limits every inline pipeline, AI call and batch

@@ -13,7 +13,8 @@ Groups and their variables:
 - pools:    POOLS_DATABASE_THREADS, POOLS_STORAGE_THREADS, POOLS_REDIS_THREADS,
             POOLS_CACHE_THREADS, POOLS_HEALTH_THREADS, POOLS_MAX_WAITING (a bounded thread
             pool per dependency)
-- security: APP_MODE (development | production), SECURITY_API_KEYS (JSON: name -> sha256 hash)
+- security: APP_MODE (development | production), SECURITY_API_KEYS (JSON: name -> sha256 hash),
+            FORWARDED_TRUSTED_HOPS (proxies that append to X-Forwarded-For)
 - rate_limit: RATE_LIMIT_ENABLED, RATE_LIMIT_PER_MINUTE, RATE_LIMIT_BURST, REDIS_URL,
             RATE_LIMIT_FAIL_OPEN
 - breakers: BREAKER_FAIL_MAX, BREAKER_RESET_S (database, storage, Redis)
@@ -139,6 +140,12 @@ class SecuritySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SECURITY_", env_file=".env", extra="ignore")
 
     api_keys: dict[str, str] = Field(default_factory=dict)
+    # How many proxies in front of the replicas append to X-Forwarded-For; the client address
+    # is the one the outermost of them saw. 0: Serve's HAProxy sends none (Ray's template has
+    # no `option forwardfor`), so the TCP peer is used. A Kubernetes ingress that appends: 1.
+    forwarded_trusted_hops: int = Field(
+        0, ge=0, le=16, validation_alias=AliasChoices("FORWARDED_TRUSTED_HOPS")
+    )
 
     @field_validator("api_keys")
     @classmethod

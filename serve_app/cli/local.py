@@ -113,6 +113,12 @@ SERVE_ENV = {
     # core, and fewer wake-ups to preempt torch's OpenMP threads. Autoscaling waits seconds
     # (upscale_delay_s) and health checks run every 10 s anyway.
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+    # Uvicorn (Serve's proxy and each ingress replica's HTTP server) trusts X-Forwarded-For
+    # from 127.0.0.1 by default and rewrites the client address from it: HAProxy connects from
+    # there and passes a client's header on untouched (it adds none), so any client could pick
+    # its own address. Trust nobody here; the guard reads the header itself, as far as
+    # FORWARDED_TRUSTED_HOPS says (serve_app/guards/tenant.py).
+    "FORWARDED_ALLOW_IPS": "none",
 }
 
 

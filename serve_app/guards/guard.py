@@ -4,7 +4,10 @@ and per-route request metrics, before any route runs.
 - Keys: with SECURITY_API_KEYS set, a request without `X-API-Key` is 401 and one with an
   unknown key 403. Open paths (health, metrics, the Playground page, the API docs) need none.
 - Limits: per key name, or per client address when access is open; 429 with Retry-After and
-  X-RateLimit-* (those headers ride on every limited response).
+  X-RateLimit-* (those headers ride on every limited response). The client address is the TCP
+  peer, or with FORWARDED_TRUSTED_HOPS the address the outermost trusted proxy saw: a client's
+  own X-Forwarded-For never becomes its address (guards.tenant.client_address).
+- Tenant: who the request acts for (guards.tenant), bound for the routes and services.
 - X-Request-ID: Serve's proxy keeps an incoming one (else makes one), puts it in the request
   context that every deployment's log lines carry, and returns it; answers made here (401,
   429) carry it too.
@@ -25,6 +28,7 @@ from serve_app.errors import Forbidden, RateLimited, Unauthorized, retry_after
 from serve_app.guards.body_limit import drain_refused
 from serve_app.guards.rate_limit import RateLimiter
 from serve_app.guards.signature import looks_like_image_url
+from serve_app.guards.tenant import Tenant, bind, client_address, owner_name, unbind
 from serve_app.observe import tracing
 from serve_app.observe.metrics import record_rejection, record_request
 from serve_app.security import ApiKeys
@@ -41,6 +45,8 @@ def is_open(path: str) -> bool:
 class Guard:
     keys: ApiKeys
     limiter: RateLimiter | None
+    # Proxies in front of the replicas that append to X-Forwarded-For (FORWARDED_TRUSTED_HOPS).
+    trusted_hops: int = 0
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -86,9 +92,9 @@ class GuardMiddleware:
         await send({"type": "http.response.start", "status": error.status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    async def _admit(self, scope: Scope, guard: Guard) -> dict[str, str]:
-        """Headers to add to the answer; raises the refusal."""
-        identity = None
+    async def _admit(self, scope: Scope, guard: Guard) -> tuple[dict[str, str], Tenant]:
+        """Headers to add to the answer and the tenant; raises the refusal."""
+        key_name = None
         # A signed GET URL carries its own authorisation (checked by the URL route, as is
         # whether unsafe/ URLs are allowed): no API key, but the rate limit still applies.
         if guard.keys.required and not _image_url(scope):
@@ -97,19 +103,21 @@ class GuardMiddleware:
                 raise Unauthorized(
                     "an API key is required: send it in X-API-Key", field="X-API-Key"
                 )
-            identity = guard.keys.identify(presented)
-            if identity is None:
+            key_name = guard.keys.identify(presented)
+            if key_name is None:
                 raise Forbidden("this API key is not valid", field="X-API-Key")
-            identity = f"key:{identity}"
+        if key_name is not None:
+            identity = f"key:{key_name}"
+            tenant = Tenant(owner_name(key_name), identity)
+        else:
+            identity = f"ip:{client_address(scope, guard.trusted_hops)}"
+            tenant = Tenant(None, identity)
         if guard.limiter is None:
-            return {}
-        client = scope.get("client") or ("unknown", 0)
-        forwarded = _header(scope, b"x-forwarded-for")
-        identity = identity or f"ip:{(forwarded or client[0]).split(',')[0].strip()}"
+            return {}, tenant
         decision = await guard.limiter.check(identity)
         if not decision.allowed:
             raise _Limited(decision.headers())
-        return decision.headers()
+        return decision.headers(), tenant
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,10 +126,12 @@ class GuardMiddleware:
         started = time.monotonic()
         status = 500
         extra: dict[str, str] = {}
+        bound = None
         try:
             if not is_open(scope.get("path", "")):
                 try:
-                    extra = await self._admit(scope, context.guard())
+                    extra, tenant = await self._admit(scope, context.guard())
+                    bound = bind(tenant)
                 except _Limited as limited:
                     status = 429
                     await self._refuse(
@@ -148,6 +158,8 @@ class GuardMiddleware:
 
             await self.app(scope, receive, send_with_headers)
         finally:
+            if bound is not None:
+                unbind(bound)
             route = _route_template(scope)
             record_request(route, scope.get("method", ""), status, time.monotonic() - started)
 

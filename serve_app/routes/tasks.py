@@ -13,6 +13,7 @@ from pipelines.spec import validated
 from pipelines.tasks import TaskPipeline
 from serve_app import context
 from serve_app.errors import UnsupportedMediaType
+from serve_app.guards import tenant
 from serve_app.guards.guard import request_id
 from serve_app.routes.common import json_field, parse_json, read_form
 from serve_app.schemas import ERROR_RESPONSES, TaskOut
@@ -128,7 +129,7 @@ async def batch(
     pipeline, files, ids = await _read_batch(request)
     view, created = await tasks.submit(
         pipeline, files, ids, idempotency_key=idempotency_key,
-        request_id=request_id() or x_request_id,
+        request_id=request_id() or x_request_id, tenant=tenant.current(),
     )  # fmt: skip
     if created:
         return _task_response(view, 202)
@@ -138,7 +139,7 @@ async def batch(
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=ERROR_RESPONSES)
 async def get_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
     """Status, progress, per-item results or errors, and links to the result images."""
-    return _task_response(await tasks.view(task_id), 200)
+    return _task_response(await tasks.view(task_id, tenant.current_owner()), 200)
 
 
 @router.delete(
@@ -148,4 +149,4 @@ async def get_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
 )
 async def cancel_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
     """Cancel: unfinished items end cancelled; the runner stops the work in flight."""
-    return _task_response(await tasks.cancel(task_id), 200)
+    return _task_response(await tasks.cancel(task_id, tenant.current_owner()), 200)

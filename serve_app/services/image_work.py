@@ -164,6 +164,11 @@ class InlineFirst:
         self.local = local
         self.remote = remote
 
+    @property
+    def capacity(self) -> int:
+        """Requests this replica's own queue takes before refusing (small images stay here)."""
+        return self.local.capacity
+
     def doer(self, spec: PipelineSpec, data: bytes | None = None) -> ImageWork:
         if data is not None:
             if expensive(spec, data, self.local):

@@ -3,6 +3,12 @@ Preprocessor, as `serve_app.services.image_work` decides), store.
 
 Blocking database and storage calls run in worker threads; a failure of either is a 503 for the
 client, never a 500, and a failed request leaves no row behind.
+
+Tenants (serve_app/guards/tenant.py): an upload records the key that stored it, a stored result
+its source's owner; `record`, the one door every image id goes through (routes, forms, URL
+sources, batches), answers 404 for another key's image. It reads the request's tenant rather
+than taking it as an argument because ids reach it by many paths; the runner and the signed
+URL API act for no tenant and are not checked.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pipelines.limits import Limits, check_upload_size
 from pipelines.pipeline import ProcessedImage
 from pipelines.spec import PipelineSpec
 from serve_app.errors import NotFound, Unavailable
+from serve_app.guards.tenant import current_owner, owns
 from serve_app.observe.metrics import record_cache_write_dropped
 from serve_app.observe.tracing import call_span
 from serve_app.services.image_work import ImageWork
@@ -94,12 +101,14 @@ class ImageService:
         self.assets: Assets | None = None
 
     async def record(self, image_id: str) -> ImageRecord:
-        if (kept := self._records.get(image_id)) is not None:
-            return kept
-        record = await offload("database", self.db.get_image, image_id)
+        """The image's row, if the request's tenant may use it; else 404, as for no image."""
+        record = self._records.get(image_id)
         if record is None:
+            record = await offload("database", self.db.get_image, image_id)
+            if record is not None:
+                self._records[image_id] = record
+        if record is None or not owns(current_owner(), record.owner):
             raise NotFound(f"no image with id {image_id!r}", field="image_id")
-        self._records[image_id] = record
         return record
 
     async def blob(self, record: ImageRecord) -> bytes:
@@ -209,6 +218,19 @@ class ImageService:
         await offload("storage", self.store.put, record.blob_key, data)
         return await offload("database", self.db.add, record)
 
+    async def discard(self, records: list[ImageRecord]) -> None:
+        """Undo stored images no one was told of (a refused batch's uploads): their rows. Their
+        blobs are shared and content-addressed: the sweeper's `blobs.collect` deletes each once
+        no row names it and its pin is old (serve_app/store/blobs.py), never under a live row."""
+        if not records:
+            return
+        for record in records:
+            self._records.pop(record.id, None)
+        try:
+            await offload("database", self.db.delete_images, [r.id for r in records])
+        except Unavailable:
+            log.warning("could not delete %d images of a refused batch", len(records))
+
     async def upload(self, data: bytes) -> ImageRecord:
         with call_span(self.work.where, "probe"):
             meta = await self.work.probe(data)
@@ -224,6 +246,7 @@ class ImageService:
             width=int(meta["width"]),
             height=int(meta["height"]),
             bytes=len(data),
+            owner=current_owner(),
         )
         return await self._save(data, record)
 
@@ -231,6 +254,8 @@ class ImageService:
         self, result: ProcessedImage, spec: PipelineSpec | str, source_id: str | None
     ) -> ImageRecord:
         sha = sha256_hex(result.data)
+        # A result is its source's owner's (the runner stores a task's results for no tenant).
+        owner = (await self.record(source_id)).owner if source_id else current_owner()
         record = ImageRecord(
             id=new_id(),
             kind="result",
@@ -243,5 +268,6 @@ class ImageService:
             bytes=len(result.data),
             source_id=source_id,
             pipeline=spec if isinstance(spec, str) else spec.canonical_json(),
+            owner=owner,
         )
         return await self._save(result.data, record)

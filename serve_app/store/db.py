@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, event, inspect, text
+from sqlalchemy import Connection, create_engine, delete, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -132,3 +132,9 @@ class Database:
     def get_image(self, image_id: str) -> ImageRecord | None:
         with self.session() as session:
             return session.get(ImageRecord, image_id)
+
+    def delete_images(self, image_ids: list[str]) -> None:
+        """Delete image rows (a refused batch's uploads); their blobs, pinned when written,
+        go to the sweeper's `blobs.collect` once no row names them."""
+        with self.session() as session, session.begin():
+            session.execute(delete(ImageRecord).where(ImageRecord.id.in_(image_ids)))

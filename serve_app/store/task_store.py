@@ -83,8 +83,10 @@ class TaskStore:
         fingerprint: str,
         idempotency_key: str | None = None,
         request_id: str | None = None,
+        owner: str | None = None,
     ) -> tuple[TaskRecord, bool]:
-        """The new task (True), or the one an earlier request with this key made (False)."""
+        """The new task (True), or the one an earlier request with this key made (False).
+        `idempotency_key` arrives scoped to its tenant (guards.tenant.scoped_key)."""
         if idempotency_key and (earlier := self.by_key(idempotency_key, fingerprint)):
             return earlier, False
         task = TaskRecord(
@@ -95,6 +97,7 @@ class TaskStore:
             total=len(source_ids),
             attempts=0,
             request_id=request_id,
+            owner=owner,
         )
         try:
             with self.db.session() as session, session.begin():

@@ -108,6 +108,15 @@ def test_ai_steps_read_the_image_the_steps_before_left(client: httpx.Client) -> 
     assert normalised(text_item["results"][1]["text"]) == "batch ocr works"
 
 
+def test_a_batch_at_max_items_is_accepted_on_an_idle_service(client: httpx.Client) -> None:
+    """TASKS_MAX_ITEMS (100) files at once: each upload used to take a slot of the ingress's
+    image queue at once, and past threads + queue (~34) the batch was refused with 503."""
+    accepted = _submit(client, _files(100, size=64), {"steps": [{"op": "resize", "width": 32}]})
+    assert accepted.status_code == 202, accepted.text
+    task, _ = _wait(client, accepted.json()["task_id"])
+    assert task["status"] == "succeeded" and task["progress"]["succeeded"] == 100
+
+
 def test_idempotency_key_returns_the_same_task(client: httpx.Client) -> None:
     files = _files(2)
     key = {"Idempotency-Key": f"retry-{uuid.uuid4()}"}

@@ -20,6 +20,7 @@ from serve_app import context
 from serve_app.guards import breakers
 from serve_app.guards.guard import Guard
 from serve_app.guards.rate_limit import RateLimiter
+from serve_app.guards.tenant import client_address
 from serve_app.ingress import api
 from serve_app.security import ApiKeys, hash_key
 from serve_app.services.ai import AiService
@@ -127,6 +128,40 @@ async def test_two_replicas_share_one_budget_in_redis(serve_in_process: Client) 
             (await _resize(http, **{"X-API-Key": "key-" + name})).status_code for _ in range(7)
         ]
     assert codes == [200] * 6 + [429]
+
+
+async def _burst(http: httpx.AsyncClient, forged: bool) -> list[int]:
+    """400 cheap guarded requests (an unknown task: 404 when admitted), each with a new
+    forged X-Forwarded-For when `forged`."""
+    codes = []
+    for i in range(400):
+        headers = {"X-Forwarded-For": f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"}
+        answer = await http.get("/api/v1/tasks/nope", headers=headers if forged else {})
+        codes.append(answer.status_code)
+    return codes
+
+
+async def test_a_forged_forwarded_for_is_limited_like_no_header(serve_in_process: Client) -> None:
+    """Each request naming a new address in X-Forwarded-For gets no new budget: no proxy in
+    front appends to the header (FORWARDED_TRUSTED_HOPS=0, Serve's HAProxy), so it is ignored."""
+    for forged in (False, True):
+        limiter = RateLimiter(RateLimitSettings(per_minute=100, burst=1000))
+        async with serve_in_process(Guard(ApiKeys({}), limiter)) as http:
+            codes = await _burst(http, forged)
+        assert codes.count(404) == 100 and codes.count(429) == 300, forged
+
+
+def test_client_address_takes_what_the_outermost_trusted_proxy_saw() -> None:
+    def scope(*forwarded: str) -> dict[str, object]:
+        headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+        return {"client": ("10.0.0.9", 5000), "headers": headers}
+
+    forged_then_proxies = scope("6.6.6.6, 203.0.113.7", "10.0.0.5")
+    assert client_address(forged_then_proxies, 0) == "10.0.0.9"  # the TCP peer
+    assert client_address(forged_then_proxies, 1) == "10.0.0.5"
+    assert client_address(forged_then_proxies, 2) == "203.0.113.7"
+    assert client_address(scope("6.6.6.6"), 2) == "10.0.0.9"  # fewer entries than hops
+    assert client_address(scope(), 1) == "10.0.0.9"
 
 
 async def test_redis_down_fails_open_fast_and_recovers(
