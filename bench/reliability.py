@@ -12,6 +12,8 @@ counted there), deployed from serve_config.yaml. Then, on 127.0.0.1 only, bounde
    the service took to recover after the dependency returned. Then an Ingress replica killed
    and a rolling redeploy of the Ingress (bench/faults_ingress.py), /health/ready polled
    throughout: no request that started after the kill, or during the redeploy, may be lost.
+   Then a batch at TASKS_MAX_ITEMS and two tenants sending one Idempotency-Key
+   (bench/faults_tenants.py): the batch is accepted and succeeds, the tenants get a task each.
 3. Tasks: a stale runner (bench/faults_tasks.py: a TaskRunner replica frozen past its lease,
    then resumed) leaves the outcome to its successor; every batch accepted during all of this
    must end (none lost, none stuck).
@@ -47,7 +49,7 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from bench import faults_cost, faults_ingress, faults_tasks
+from bench import faults_cost, faults_ingress, faults_tasks, faults_tenants
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
 from pipelines.limits import Limits
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
@@ -271,6 +273,9 @@ def stack() -> Iterator[Stack]:
             "TASKS_LEASE_S": "8",
             "TASKS_SWEEP_INTERVAL_S": "1",
             "MODELS_YOLO_WEIGHTS": "pkg:fall_detection/models/best.pt",
+            # As behind one proxy that appends X-Forwarded-For: bench/faults_tenants.py's two
+            # open-mode tenants are two addresses it reports (clients sending none: the peer).
+            "FORWARDED_TRUSTED_HOPS": "1",
         }
         built = Stack(LocalCluster(Ports.free(), num_cpus=2, env=env), "", redis, postgres, s3)
         built.make_bucket()
@@ -381,6 +386,10 @@ def run(quick: bool) -> dict[str, Any]:
 
         report["stale_runner"] = faults_tasks.run(base, built.postgres.url, lease_s=8.0)
         print(f"stale runner: {report['stale_runner']}")
+        addresses = [{"X-Forwarded-For": f"198.51.100.{n}"} for n in (1, 2)]
+        report["tenants"], tenant_tasks = faults_tenants.run(base, addresses)
+        all_tasks += tenant_tasks
+        print(f"big batch and tenants: {report['tenants']}")
 
         # Every accepted task ends: none lost, none stuck.
         outcome: Counter[str] = Counter()
@@ -517,6 +526,7 @@ def write_report(report: dict[str, Any]) -> None:
         "",
         *(faults_cost.report_lines(report["cost"]) if "cost" in report else []),
         *(faults_tasks.report_lines(report["stale_runner"]) if "stale_runner" in report else []),
+        *(faults_tenants.report_lines(report["tenants"]) if "tenants" in report else []),
         "## Bad inputs",
         "",
         "The hostile-input catalogue (`tests/fixtures/hostile/`), the property-based tests and "
@@ -537,6 +547,7 @@ def main() -> None:
     bad += sum(s["server"] for s in report["levels"].values())
     bad += faults_ingress.unexpected(report["ingress_faults"])
     bad += not report["stale_runner"].get("held")
+    bad += faults_tenants.unexpected(report["tenants"], keyed=False)
     if bad or report["tasks"].get("lost") or report["tasks"].get("stuck"):
         raise SystemExit(f"reliability: {bad} server errors, tasks {report['tasks']}")
 
