@@ -16,18 +16,21 @@ from serve_app.services.images import ImageService
 if TYPE_CHECKING:
     from serve_app.guards.guard import Guard
     from serve_app.services.urls import UrlService
+from serve_app.services.task_events import TaskEvents
 from serve_app.services.tasks import TaskService
 
 _image_service: ImageService | None = None
 _ai_service: AiService | None = None
 _task_service: TaskService | None = None
+_task_events: TaskEvents | None = None
 _guard: Guard | None = None
 _url_service: UrlService | None = None
 
 
 def set_services(images: ImageService, ai: AiService, tasks: TaskService) -> None:
-    global _image_service, _ai_service, _task_service
+    global _image_service, _ai_service, _task_service, _task_events
     _image_service, _ai_service, _task_service = images, ai, tasks
+    _task_events = TaskEvents(tasks, tasks.settings)
 
 
 def image_service() -> ImageService:
@@ -46,6 +49,12 @@ def task_service() -> TaskService:
     if _task_service is None:
         raise Unavailable("the service is still starting")
     return _task_service
+
+
+def task_events() -> TaskEvents:
+    if _task_events is None:
+        raise Unavailable("the service is still starting")
+    return _task_events
 
 
 def set_guard(guard: Guard) -> None:

@@ -207,6 +207,13 @@ class TaskSettings(BaseSettings):
     lease_s: float = Field(30.0, ge=1.0)
     sweep_interval_s: float = Field(5.0, ge=0.2)
     max_attempts: int = Field(3, ge=1, le=20)
+    # GET /api/v1/tasks/{id}/events (serve_app/services/task_events.py)
+    events_poll_s: float = Field(0.5, ge=0.05, le=60.0, description="how often a stream reads")
+    events_heartbeat_s: float = Field(15.0, ge=1.0, description="a comment when nothing happened")
+    events_max_s: float = Field(
+        50.0, ge=1.0, description="a stream closes after this (under Serve's request_timeout_s)"
+    )
+    events_max_streams: int = Field(64, ge=1, le=10_000, description="per ingress replica")
 
 
 class RetentionSettings(BaseSettings):

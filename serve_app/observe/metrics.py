@@ -77,6 +77,18 @@ def record_tasks(counts: dict[str, int]) -> None:
 
 
 @cache
+def event_streams() -> metrics.Gauge:
+    return metrics.Gauge(
+        "image_task_event_streams",
+        description="Task event streams (GET /api/v1/tasks/{id}/events) open on this replica.",
+    )
+
+
+def record_event_streams(open_now: int) -> None:
+    event_streams().set(open_now)
+
+
+@cache
 def retention_deleted() -> metrics.Counter:
     return metrics.Counter(
         "image_retention_deleted",

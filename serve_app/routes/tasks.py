@@ -1,4 +1,4 @@
-"""Batch tasks: POST /api/v1/batch, GET and DELETE /api/v1/tasks/{task_id}."""
+"""Batch tasks: POST /api/v1/batch, GET and DELETE /api/v1/tasks/{task_id}, and its events."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from serve_app.guards import tenant
 from serve_app.guards.guard import request_id
 from serve_app.routes.common import json_field, parse_json, read_form
 from serve_app.schemas import ERROR_RESPONSES, TaskOut
+from serve_app.services.task_events import EventStream, TaskEvents
 from serve_app.services.tasks import TaskService
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
@@ -27,6 +28,13 @@ async def _task_service() -> TaskService:
 
 
 Tasks = Annotated[TaskService, Depends(_task_service)]
+
+
+async def _task_events() -> TaskEvents:
+    return context.task_events()
+
+
+Events = Annotated[TaskEvents, Depends(_task_events)]
 TaskId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 _BATCH_BODY: dict[str, Any] = {
@@ -150,3 +158,21 @@ async def get_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
 async def cancel_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
     """Cancel: unfinished items end cancelled; the runner stops the work in flight."""
     return _task_response(await tasks.cancel(task_id, tenant.current_owner()), 200)
+
+
+@router.get(
+    "/tasks/{task_id}/events",
+    response_class=EventStream,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "item events, then end"},
+        **ERROR_RESPONSES,
+    },
+)
+async def task_events(
+    task_id: TaskId,
+    events: Events,
+    last_event_id: str | None = Header(None, max_length=64),
+) -> EventStream:
+    """Server-Sent Events: `item` as each item ends, then `end` with the task; resumable with
+    `Last-Event-ID`. The stream closes after TASKS_EVENTS_MAX_S; EventSource reconnects."""
+    return EventStream(await events.stream(task_id, tenant.current_owner(), last_event_id))

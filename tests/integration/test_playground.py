@@ -404,3 +404,24 @@ def test_redact_and_face_gravity_controls(page: Page) -> None:
     page.select_option("#add-op", "redact")
     page.click("#add-step")
     expect(page.locator("#url-code")).to_contain_text("redact(faces)")
+
+
+def test_a_batch_is_followed_by_its_events(page: Page) -> None:
+    """The batch panel follows the task through GET /tasks/{id}/events (issue #17), not by
+    polling: every item shows its result and the status ends succeeded."""
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    files = [
+        {
+            "name": f"{i}.jpg",
+            "mimeType": "image/jpeg",
+            "buffer": encode(photo("coffee").resize((200 + i, 150))),
+        }
+        for i in range(3)
+    ]
+    page.set_input_files("#batch-files", files)
+    page.click("#batch-submit")
+    expect(page.locator("#batch-status")).to_have_text("succeeded", timeout=SLOW_MS)
+    expect(page.locator("#batch-items li.succeeded")).to_have_count(3)
+    followed = [url for url in requests if "/api/v1/tasks/" in url]
+    assert followed and all(url.endswith("/events") for url in followed), followed

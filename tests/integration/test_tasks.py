@@ -84,6 +84,25 @@ def test_a_batch_of_20_images_through_3_steps(client: httpx.Client) -> None:
         assert decode(result.content).size == (160, 160)
 
 
+def test_the_events_of_a_batch_through_serve(client: httpx.Client) -> None:
+    """SSE through Serve's proxy: every item as it ends, then the end, then the stream closes."""
+    task_id = _submit(client, _files(6), THREE_STEPS).json()["task_id"]
+    events: list[tuple[str, dict[str, Any]]] = []
+    with client.stream("GET", f"/api/v1/tasks/{task_id}/events", timeout=120) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        event = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line.removeprefix("data: "))))
+    assert [name for name, _ in events] == ["item"] * 6 + ["end"]
+    assert sorted(data["index"] for _, data in events[:-1]) == list(range(6))
+    assert [data["progress"]["done"] for _, data in events[:-1]] == list(range(1, 7))
+    assert events[-1][1]["status"] == "succeeded"
+
+
 def test_ai_steps_read_the_image_the_steps_before_left(client: httpx.Client) -> None:
     face = client.post(
         "/api/v1/upload", files={"file": ("a.jpg", encode(photo("astronaut")), "image/jpeg")}

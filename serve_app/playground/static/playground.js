@@ -994,16 +994,81 @@
 
   function followTask(id, url, first) {
     stopPolling();
-    state.task = { id, url: url || `${API}/tasks/${encodeURIComponent(id)}`, timer: null, delay: 500, failures: 0 };
+    const t = { id, url: url || `${API}/tasks/${encodeURIComponent(id)}`, timer: null, delay: 500, failures: 0 };
+    t.body = first;
+    t.abort = new AbortController();
+    state.task = t;
     $("batch-task").hidden = false;
     $("batch-id").textContent = `Task ${id}`;
     $("batch-cancel").disabled = false;
     renderTask(first);
-    schedulePoll();
+    // Server-Sent Events first; if the stream cannot be had (an old service, a proxy that
+    // buffers), poll instead.
+    followEvents(t).catch(() => {
+      if (state.task === t) schedulePoll();
+    });
   }
 
   function stopPolling() {
-    if (state.task && state.task.timer) clearTimeout(state.task.timer);
+    if (!state.task) return;
+    if (state.task.timer) clearTimeout(state.task.timer);
+    if (state.task.abort) state.task.abort.abort();
+  }
+
+  // GET /tasks/{id}/events read with fetch, not EventSource: EventSource cannot send the
+  // X-API-Key header. The service closes a stream after a while (under Serve's request
+  // timeout); we reconnect with Last-Event-ID, as EventSource would.
+  async function followEvents(t) {
+    let lastId = null;
+    while (state.task === t) {
+      const headers = new Headers(lastId ? { "Last-Event-ID": lastId } : {});
+      const key = apiKey();
+      if (key) headers.set("X-API-Key", key);
+      const response = await fetch(`${t.url}/events`, { headers, signal: t.abort.signal });
+      if (!response.ok || !response.body) throw await ApiError.from(response);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (event.id) lastId = event.id;
+          if (event.name === "item") applyItem(t, event.data);
+          if (event.name === "end") {
+            renderTask(event.data);
+            $("batch-cancel").disabled = true;
+            return;
+          }
+        }
+      }
+    }
+  }
+
+  function parseEvent(block) {
+    const event = { name: "", id: null, data: null };
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) event.name = line.slice(7);
+      else if (line.startsWith("id: ")) event.id = line.slice(4);
+      else if (line.startsWith("data: ")) data.push(line.slice(6));
+    }
+    if (data.length) event.data = JSON.parse(data.join("\n"));
+    return event;
+  }
+
+  // An item event: that item and the task's progress, into the task last shown.
+  function applyItem(t, item) {
+    const body = t.body || { items: [] };
+    const items = (body.items || []).slice();
+    const at = items.findIndex((i) => i.index === item.index);
+    if (at >= 0) items[at] = item;
+    else items.push(item);
+    t.body = { ...body, items, progress: item.progress || body.progress, status: "running" };
+    renderTask(t.body);
   }
 
   function schedulePoll() {
