@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
 from pipelines.errors import InvalidParameter
@@ -162,7 +162,7 @@ async def cancel_task(task_id: TaskId, tasks: Tasks) -> JSONResponse:
 
 @router.get(
     "/tasks/{task_id}/events",
-    response_class=EventStream,
+    response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "item events, then end"},
         **ERROR_RESPONSES,

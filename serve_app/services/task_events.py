@@ -1,8 +1,9 @@
 """A task's progress as Server-Sent Events: GET /api/v1/tasks/{task_id}/events.
 
 - `item`: one per item as it ends (succeeded, failed or cancelled), data = the item's JSON as
-  the task's `items` show it plus the task's `progress`; `end`: once, when the task has ended,
-  data = the whole task's JSON; then the stream closes. Every `item` comes before the `end`.
+  the task's `items` show it plus the task's `progress` as that item ended; `end`: once,
+  when the task has ended, data = the whole task's JSON; then the stream closes.
+  Every `item` comes before the `end`.
 - Each `item` carries an id, `<finished_at in µs>-<index>`. A client that reconnects (browsers'
   EventSource do it by themselves, after the `retry` we send) with `Last-Event-ID` gets the items
   that ended after that one. Items stamped within RESUME_MARGIN_S before it are sent again, so
@@ -86,6 +87,21 @@ def ended_items(view: TaskView, sent: set[int], resume: tuple[int, int] | None) 
     return sorted(ended, key=lambda item: (_micros(item.finished_at), item.index))
 
 
+def progress_at_each_end(view: TaskView) -> dict[int, dict[str, int]]:
+    """Each ended item's index -> the task's progress as that item ended (the items ended up
+    to it, in the order they ended), so `done` counts 1, 2, 3... however many items one read
+    of the database finds ended at once."""
+    counts = {"done": 0, "succeeded": 0, "failed": 0, "total": view.task.total}
+    progress = {}
+    ended = [item for item in view.items if item.status in ITEM_ENDED]
+    for item in sorted(ended, key=lambda item: (_micros(item.finished_at), item.index)):
+        counts["done"] += 1
+        if item.status in ("succeeded", "failed"):
+            counts[item.status] += 1
+        progress[item.index] = dict(counts)
+    return progress
+
+
 class EventStream(StreamingResponse):
     """A streaming response that always closes its generator when the response ends, the
     client's disconnect included (Starlette leaves that to the garbage collector on one path)."""
@@ -141,10 +157,11 @@ class TaskEvents:
             yield f"retry: {RECONNECT_MS}\n\n".encode()
             while True:
                 body = TaskOut.of(view)
-                progress = body.progress.model_dump(mode="json")
                 by_index = {item.index: item for item in body.items}
+                progress = progress_at_each_end(view)
                 for item in ended_items(view, sent, resume):
-                    data = by_index[item.index].model_dump(mode="json") | {"progress": progress}
+                    data = by_index[item.index].model_dump(mode="json")
+                    data["progress"] = progress[item.index]
                     yield frame("item", data, event_id(item))
                     sent.add(item.index)
                     quiet_since = loop.time()

@@ -202,3 +202,9 @@ async def test_a_dropped_client_ends_its_stream(fast: Clients, spec_version: str
         await asyncio.wait_for(api(scope, receive, send), 5)
     assert started.is_set()
     assert context.task_events().open == 0
+
+
+def test_the_events_route_is_in_the_api_schema() -> None:
+    api.openapi_schema = None  # built afresh, from the routes as they are
+    route = api.openapi()["paths"]["/api/v1/tasks/{task_id}/events"]["get"]
+    assert "text/event-stream" in route["responses"]["200"]["content"]
