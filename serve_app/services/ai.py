@@ -25,7 +25,7 @@ from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
 from pipelines.tasks import AiStep, DetectFacesStep, DetectObjectsStep
 from serve_app.observe.tracing import call_span
-from serve_app.services.image_work import within
+from serve_app.services.image_work import deployments_of, within
 
 ModelParams = DetectParams | OcrParams | FaceParams
 
@@ -60,7 +60,7 @@ class AiService:
             data, params, timeout_s=deadline - time.monotonic()
         )
         call = model.remote(pixels, params, timeout_s=deadline - time.monotonic())
-        return await within(deadline, call)
+        return await within(deadline, call, deployments_of(self.preprocessor, model))
 
     # Each span covers the decode in the Preprocessor and the model call it feeds.
     async def detect_objects(self, data: bytes, params: DetectParams) -> ObjectsResult:
@@ -115,7 +115,7 @@ class AiService:
             call = self.preprocessor.annotate.remote(
                 data, boxes, fmt, quality, timeout_s=deadline - time.monotonic()
             )
-            image: ProcessedImage = await within(deadline, call)
+            image: ProcessedImage = await within(deadline, call, deployments_of(self.preprocessor))
         return image
 
     async def status(self) -> dict[str, Any]:

@@ -41,12 +41,15 @@ from pipelines.ops.filters import FilterStep
 from pipelines.pipeline import ProcessedImage, run_within
 from pipelines.spec import PipelineSpec
 from pipelines.tasks import TaskPipeline
+from serve_app.errors import RETRY_AFTER_S, Unavailable
+from serve_app.services.readiness import without_replicas
 from serve_app.store.db import ImageRecord
 
 T = TypeVar("T")
 # How long past the deadline the ingress waits for the Preprocessor's own 504 (it keeps the
 # same deadline, so its answer normally comes first) before answering 504 itself.
 HOP_GRACE_S = 1.0
+WATCH_S = 1.0  # how often a waiting handle call looks whether its deployments have replicas
 ADMITTED_KEPT = 16  # each holds its request's bytes until run
 
 
@@ -198,13 +201,47 @@ class InlineFirst:
         return await self.local.probe(data)
 
 
-async def within(deadline: float, call: Any) -> Any:
+async def within(deadline: float, call: Any, watch: tuple[str, ...] = ()) -> Any:
     """Await a handle call by `deadline` (plus the grace the callee's own 504 needs): past it,
-    504, and the call is cancelled, which Serve carries to the replica doing it."""
+    504, and the call is cancelled, which Serve carries to the replica doing it.
+
+    `watch`: the deployments the call needs. While it waits, every WATCH_S, Serve's report of
+    them (the one /health/ready reads, cached) is consulted: when one has no replica running
+    (it died and its replacement is starting), the call is cancelled and the client gets a
+    fast 503 to retry, not a 504 after waiting out the deadline in a queue for nobody."""
+    budget = max(0.0, deadline - time.monotonic()) + HOP_GRACE_S
+    waiting = asyncio.ensure_future(asyncio.wait_for(call, budget))
     try:
-        return await asyncio.wait_for(call, max(0.0, deadline - time.monotonic()) + HOP_GRACE_S)
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=WATCH_S if watch else None)
+            if done:
+                return waiting.result()
+            looking = asyncio.ensure_future(_first_without_replicas(watch))
+            await asyncio.wait({waiting, looking}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                looking.cancel()
+                return waiting.result()
+            if (missing := looking.result()) is not None:
+                raise Unavailable(
+                    f"{missing} has no replica running; retry shortly", retry_after=RETRY_AFTER_S
+                )
     except TimeoutError:
         raise DeadlineExceeded("the work ran out of time and was stopped") from None
+    finally:
+        waiting.cancel()
+
+
+def deployments_of(*handles: Any) -> tuple[str, ...]:
+    """The deployments behind handles (for `within`'s watch); stand-ins in tests have none."""
+    names = (getattr(handle, "deployment_name", None) for handle in handles)
+    return tuple(name for name in names if isinstance(name, str))
+
+
+async def _first_without_replicas(deployments: tuple[str, ...]) -> str | None:
+    for name in deployments:
+        if (status := await without_replicas(name)) is not None:
+            return f"{name} ({status})"
+    return None
 
 
 class RemoteImageWork:
@@ -223,7 +260,7 @@ class RemoteImageWork:
         deadline = deadline_after(self.limits)
         remaining = deadline - time.monotonic()
         call = getattr(self.preprocessor, method).remote(*args, timeout_s=remaining)
-        return await within(deadline, call)
+        return await within(deadline, call, deployments_of(self.preprocessor))
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
         check_upload_size(len(data), self.limits)  # cheap refusal before the hop

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 from ray.serve._private.common import DeploymentStatus, ReplicaState
 
-from serve_app.routes.health import Check, NotReady, serving
+from pipelines.errors import DeadlineExceeded
+from serve_app.errors import Unavailable
+from serve_app.services import image_work, readiness
+from serve_app.services.image_work import within
+from serve_app.services.readiness import Check, NotReady, serving
 
 
 @dataclass
@@ -121,3 +125,50 @@ async def test_a_slow_status_keeps_its_last_good_answer_a_while(
     failing._good, failing._good_at = {"ok": True}, time.monotonic()
     report = await failing.report()
     assert not report["ok"] and "Ingress" in report["error"]
+
+
+@pytest.fixture
+def serve_says(monkeypatch: pytest.MonkeyPatch) -> dict[str, Overview]:
+    """What serve.status() reports for the app, as the tests set it; read through the real
+    deployments check (serving, Check and its cache) that /health/ready uses."""
+    overview: dict[str, Overview] = {}
+    monkeypatch.setattr(readiness, "deployments", lambda: serving(overview))
+    monkeypatch.setattr(readiness, "_checks", {})
+    monkeypatch.setattr(image_work, "WATCH_S", 0.05)
+    monkeypatch.setattr(readiness, "STATUS_TTL_S", 0.05)
+    return overview
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_a_call_to_a_deployment_with_no_replica_running_is_503_at_once(
+    serve_says: dict[str, Overview],
+) -> None:
+    """The YoloDetector's replica died and its replacement is starting: a call queued for it
+    is cancelled and answered 503 to retry, not 504 once the 30 s deadline has passed."""
+    serve_says["Preprocessor"] = Overview(DeploymentStatus.HEALTHY, {ReplicaState.RUNNING: 1})
+    serve_says["YoloDetector"] = Overview(DeploymentStatus.UNHEALTHY, {ReplicaState.STARTING: 1})
+    call = asyncio.ensure_future(_never())
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match=r"YoloDetector \(UNHEALTHY\) has no replica"):
+        await within(started + 30, call, ("Preprocessor", "YoloDetector"))
+    assert time.monotonic() - started < 2
+    await asyncio.wait({call}, timeout=1)
+    assert call.cancelled()  # Serve carries that to the replica, once there is one
+
+
+async def test_a_call_waits_while_its_deployments_have_replicas_or_nobody_knows(
+    serve_says: dict[str, Overview],
+) -> None:
+    serve_says["Preprocessor"] = Overview(DeploymentStatus.UPSCALING, {ReplicaState.RUNNING: 1})
+
+    async def slow() -> str:
+        await asyncio.sleep(0.4)
+        return "done"
+
+    assert await within(time.monotonic() + 5, slow(), ("Preprocessor",)) == "done"
+    assert await within(time.monotonic() + 5, slow(), ("NotInTheReport",)) == "done"
+    with pytest.raises(DeadlineExceeded):
+        await within(time.monotonic() - image_work.HOP_GRACE_S + 0.3, _never(), ("Preprocessor",))
