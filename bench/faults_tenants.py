@@ -105,7 +105,7 @@ def unexpected(result: dict[str, Any], keyed: bool) -> int:
     return bad
 
 
-def report_lines(result: dict[str, Any]) -> list[str]:
+def report_lines(result: dict[str, Any], keyed: bool) -> list[str]:
     """The section bench.reliability writes into RELIABILITY.md."""
     batch, keys = result["batch"], result["idempotency"]
     return [
@@ -117,7 +117,8 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         f"{batch['accept_s']} s; {batch['status']} after {batch['done_s']} s |",
         f"| two tenants, one Idempotency-Key: A, B, A again | {keys['answers']}; separate "
         f"tasks: {keys['separate_tasks']}; A's retry replays A's: {keys['replay_is_own']} |",
-        f"| B reading A's task | {keys['other_tenant_reads']} |",
+        f"| B reading A's task | {keys['other_tenant_reads']} "
+        f"({'API keys: must be 404' if keyed else 'open mode: ids are capabilities, 200'}) |",
         "",
     ]
 
@@ -132,7 +133,7 @@ def main() -> None:
         tenants = [{"X-API-Key": key} for key in KEYS.values()]
         result, _ = run(bench.base_url, tenants)
     print(json.dumps(result, indent=2))
-    print("\n".join(report_lines(result)))
+    print("\n".join(report_lines(result, keyed=True)))
     if bad := unexpected(result, keyed=True):
         raise SystemExit(f"faults_tenants: {bad} broken promises")
 

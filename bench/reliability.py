@@ -526,7 +526,11 @@ def write_report(report: dict[str, Any]) -> None:
         "",
         *(faults_cost.report_lines(report["cost"]) if "cost" in report else []),
         *(faults_tasks.report_lines(report["stale_runner"]) if "stale_runner" in report else []),
-        *(faults_tenants.report_lines(report["tenants"]) if "tenants" in report else []),
+        *(
+            faults_tenants.report_lines(report["tenants"], keyed=False)
+            if "tenants" in report
+            else []
+        ),
         "## Bad inputs",
         "",
         "The hostile-input catalogue (`tests/fixtures/hostile/`), the property-based tests and "
@@ -548,6 +552,7 @@ def main() -> None:
     bad += faults_ingress.unexpected(report["ingress_faults"])
     bad += not report["stale_runner"].get("held")
     bad += faults_tenants.unexpected(report["tenants"], keyed=False)
+    bad += report.get("cost", {}).get("server_errors", 0)  # issue #18: only 503 sheds work
     if bad or report["tasks"].get("lost") or report["tasks"].get("stuck"):
         raise SystemExit(f"reliability: {bad} server errors, tasks {report['tasks']}")
 
