@@ -104,7 +104,12 @@ class CallbackSender:
     async def deliver_due(self, limit: int = 16) -> int:
         """Claim and post the webhooks due now, at once; how many were delivered."""
         ids = await offload("database", self.store.due_callbacks, limit)
-        outcomes = await asyncio.gather(*(self.deliver(task_id) for task_id in ids))
+        outcomes = await asyncio.gather(
+            *(self.deliver(task_id) for task_id in ids), return_exceptions=True
+        )
+        for task_id, outcome in zip(ids, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # its claim lapses; a later sweep retries
+                log.warning("task %s: callback not sent: %r", task_id, outcome)
         return sum(outcome == "delivered" for outcome in outcomes)
 
     async def deliver(self, task_id: str) -> str | None:
