@@ -296,3 +296,19 @@ async def test_a_name_resolving_to_a_refused_address_is_never_connected(
     assert task.callback_state == "failed"
     assert task.callback_error is not None
     assert f"the callback's host {host!r} resolves to" in task.callback_error
+
+
+def test_the_readme_verification_snippet_accepts_our_signature() -> None:
+    """README's "Webhooks" snippet (its one `python3` block) verifies what `sign` sends."""
+    import re
+
+    from serve_app.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    (snippet,) = re.findall(r"^```python3\n(.*?)^```", readme, re.M | re.S)
+    scope: dict[str, Any] = {}
+    exec(compile(snippet, "README", "exec"), scope)
+    body = b'{"task_id": "t", "status": "succeeded"}'
+    assert scope["verified"](body, sign(KEY, body), KEY.encode())
+    assert not scope["verified"](body + b" ", sign(KEY, body), KEY.encode())
+    assert not scope["verified"](body, sign("another key", body), KEY.encode())
