@@ -103,7 +103,9 @@ class Ingress:
         )
         self._images = images
         context.set_services(
-            images, ai, TaskService(images, TaskStore(images.db), runner, settings.tasks)
+            images,
+            ai,
+            TaskService(images, TaskStore(images.db), runner, settings.tasks, settings.source),
         )
         sources = Sources(settings.source, settings.source_url, images)
         images.assets = sources.with_assets  # watermarks, for every API

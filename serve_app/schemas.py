@@ -111,6 +111,15 @@ class TaskItemOut(BaseModel):
     finished_at: datetime | None = None
 
 
+class TaskCallbackOut(BaseModel):
+    url: str
+    state: str | None = Field(
+        None, description="null while the task runs; pending, delivered or failed once it ended"
+    )
+    attempts: int = Field(description="POSTs tried so far")
+    error: str | None = Field(None, description="why the last POST failed (kept when given up)")
+
+
 class TaskOut(BaseModel):
     task_id: str
     status: str = Field(
@@ -125,6 +134,9 @@ class TaskOut(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     items: list[TaskItemOut]
+    callback: TaskCallbackOut | None = Field(
+        None, description="the webhook (the batch's callback_url); null when none"
+    )
 
     @classmethod
     def of(cls, view: TaskView) -> TaskOut:
@@ -157,6 +169,14 @@ class TaskOut(BaseModel):
                 )
                 for item in view.items
             ],
+            callback=TaskCallbackOut(
+                url=task.callback_url,
+                state=task.callback_state,
+                attempts=task.callback_attempts or 0,
+                error=task.callback_error,
+            )
+            if task.callback_url
+            else None,
         )
 
 

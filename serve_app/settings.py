@@ -20,7 +20,9 @@ Groups and their variables:
 - breakers: BREAKER_FAIL_MAX, BREAKER_RESET_S (database, storage, Redis)
 - tracing:  TRACING_ENABLED, TRACING_EXPORTER (console | otlp), OTEL_EXPORTER_OTLP_ENDPOINT
 - tasks:    TASKS_MAX_ITEMS, TASKS_MAX_BODY_BYTES, TASKS_ITEM_CONCURRENCY, TASKS_MAX_ACTIVE,
-            TASKS_LEASE_S, TASKS_SWEEP_INTERVAL_S, TASKS_MAX_ATTEMPTS
+            TASKS_LEASE_S, TASKS_SWEEP_INTERVAL_S, TASKS_MAX_ATTEMPTS, TASKS_CALLBACK_KEY,
+            TASKS_CALLBACK_MAX_ATTEMPTS, TASKS_CALLBACK_BACKOFF_S, TASKS_CALLBACK_TIMEOUT_S,
+            TASKS_CALLBACK_ALLOW_LOOPBACK, TASKS_CALLBACK_ALLOW_PRIVATE (webhooks)
 - models:   MODELS_YOLO_WEIGHTS, MODELS_OCR_ENGINE, MODELS_FACE_ENGINE
 - url:      URL_SIGNING_KEYS, URL_ALLOW_UNSAFE, URL_MAX_AGE_S, AUTO_WEBP, AUTO_AVIF (the GET URL
             API, thumbor's)
@@ -214,6 +216,16 @@ class TaskSettings(BaseSettings):
         50.0, ge=1.0, description="a stream closes after this (under Serve's request_timeout_s)"
     )
     events_max_streams: int = Field(64, ge=1, le=10_000, description="per ingress replica")
+    # Webhooks (a batch's callback_url; serve_app/services/callbacks.py). The POST is signed
+    # with HMAC-SHA256 under callback_key; without a key a batch naming a callback_url is 422.
+    callback_key: str = Field("", repr=False, description="HMAC-SHA256 key of X-Signature")
+    callback_max_attempts: int = Field(5, ge=1, le=50, description="POSTs before giving up")
+    callback_backoff_s: float = Field(2.0, ge=0.0, le=3600, description="the first retry's wait")
+    callback_timeout_s: float = Field(10.0, gt=0, le=120, description="one POST, connect to end")
+    # The address rules are SOURCE_HTTP_* (the same SSRF protection as remote sources); these
+    # override loopback / private for callbacks alone (None: as SOURCE_HTTP_ALLOW_*).
+    callback_allow_loopback: bool | None = None
+    callback_allow_private: bool | None = None
 
 
 class RetentionSettings(BaseSettings):

@@ -151,3 +151,17 @@ def source_fetch_duration() -> metrics.Histogram:
 def record_source_fetch(loader: str, outcome: str, seconds: float) -> None:
     source_fetches().inc(tags={"loader": loader, "outcome": outcome})
     source_fetch_duration().observe(seconds, tags={"loader": loader})
+
+
+@cache
+def task_callbacks() -> metrics.Counter:
+    return metrics.Counter(
+        "image_task_callbacks",
+        description="Task webhook POSTs by outcome: delivered, retry (failed, tried again "
+        "after a back-off) and failed (given up, the reason stored on the task).",
+        tag_keys=("outcome",),
+    )
+
+
+def record_task_callback(outcome: str) -> None:
+    task_callbacks().inc(tags={"outcome": outcome})

@@ -37,6 +37,7 @@ async def _task_events() -> TaskEvents:
 Events = Annotated[TaskEvents, Depends(_task_events)]
 TaskId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
+_CALLBACK = "http(s) URL: one signed POST of the task's JSON when it ends (README: Webhooks)"
 _BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -52,6 +53,7 @@ _BATCH_BODY: dict[str, Any] = {
                             "description": 'JSON: {"steps": [...], "format", "quality"}; steps '
                             "are image operations and detect_objects, ocr, detect_faces",
                         },
+                        "callback_url": {"type": "string", "description": _CALLBACK},
                     },
                     "required": ["pipeline"],
                 }
@@ -62,6 +64,7 @@ _BATCH_BODY: dict[str, Any] = {
                     "properties": {
                         "image_ids": {"type": "array", "items": {"type": "string"}},
                         "pipeline": {"type": "object"},
+                        "callback_url": {"type": "string", "description": _CALLBACK},
                     },
                     "required": ["image_ids", "pipeline"],
                 }
@@ -86,7 +89,9 @@ def _ids(values: list[Any]) -> list[str]:
     return ids
 
 
-async def _read_batch(request: Request) -> tuple[TaskPipeline, list[bytes], list[str]]:
+async def _read_batch(
+    request: Request,
+) -> tuple[TaskPipeline, list[bytes], list[str], Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         body = parse_json(await request.body(), "body")
@@ -95,7 +100,7 @@ async def _read_batch(request: Request) -> tuple[TaskPipeline, list[bytes], list
         raw_ids = body.get("image_ids") or []
         if not isinstance(raw_ids, list):
             raise InvalidParameter("image_ids must be a list", field="image_ids")
-        return _pipeline(body.get("pipeline")), [], _ids(raw_ids)
+        return _pipeline(body.get("pipeline")), [], _ids(raw_ids), body.get("callback_url")
     if not content_type.startswith("multipart/form-data"):
         raise UnsupportedMediaType("send multipart/form-data or application/json", field="body")
     form = await read_form(request, max_files=10_000, max_fields=10_000)
@@ -103,7 +108,7 @@ async def _read_batch(request: Request) -> tuple[TaskPipeline, list[bytes], list
     files = [await f.read() for f in form.getlist("files") if isinstance(f, UploadFile)]
     files += [await f.read() for f in form.getlist("file") if isinstance(f, UploadFile)]
     ids = _ids([v for v in form.getlist("image_ids") + form.getlist("image_id") if v])
-    return pipeline, files, ids
+    return pipeline, files, ids, form.get("callback_url")
 
 
 def _task_response(view: Any, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -134,10 +139,11 @@ async def batch(
 ) -> JSONResponse:
     """Accept several images (uploaded `files` and/or stored `image_ids`) and one pipeline
     mixing image operations and AI steps; answers 202 with the task at once."""
-    pipeline, files, ids = await _read_batch(request)
+    pipeline, files, ids, callback_url = await _read_batch(request)
     view, created = await tasks.submit(
         pipeline, files, ids, idempotency_key=idempotency_key,
         request_id=request_id() or x_request_id, tenant=tenant.current(),
+        callback_url=callback_url,
     )  # fmt: skip
     if created:
         return _task_response(view, 202)

@@ -7,7 +7,8 @@ the runner: it writes the task, answers 202, and nudges a runner with `submit()`
 replica's sweeper also finds queued tasks and tasks whose runner stopped renewing its lease, and
 takes them over (resuming their unfinished items) until `max_attempts`, then fails them with
 the reason. The sweeper also counts tasks (`ray_image_tasks`), keeps the result cache within its
-limits and enforces retention (store/retention.py).
+limits and enforces retention (store/retention.py), and posts the webhooks of ended tasks
+(services/callbacks.py): at once when this runner ends a task, else at the next sweep.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from serve_app.errors import Unavailable
 from serve_app.observe.metrics import record_retention_deleted, record_tasks
 from serve_app.services.ai import AiService
 from serve_app.services.build import build_services, reconfigure_limits
+from serve_app.services.callbacks import CallbackSender, callback_client
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
 from serve_app.settings import TaskSettings, get_settings
@@ -75,12 +77,18 @@ class TaskWorker:
     """Runs tasks for one process; no Ray here beyond the handles the services hold."""
 
     def __init__(
-        self, images: ImageService, ai: AiService, store: TaskStore, settings: TaskSettings
+        self,
+        images: ImageService,
+        ai: AiService,
+        store: TaskStore,
+        settings: TaskSettings,
+        callbacks: CallbackSender | None = None,
     ) -> None:
         self.images = images
         self.ai = ai
         self.store = store
         self.settings = settings
+        self.callbacks = callbacks
         self.name = _replica_name()
         self.active: dict[str, asyncio.Task[None]] = {}
 
@@ -131,6 +139,21 @@ class TaskWorker:
                 await offload(
                     "database", self.store.fail, task.id, "internal error in the task runner", lease
                 )
+        await self.post_callback(task.id)
+
+    async def post_callback(self, task_id: str) -> None:
+        """The webhook of a task that just ended, if it has one and it is due (a no-op
+        otherwise); a failure is left to the sweep."""
+        if self.callbacks is None:
+            return
+        try:
+            await self.callbacks.deliver(task_id)
+        except Exception:  # the claim's lease lapses and a sweep retries
+            log.warning("task %s: callback not sent now; a sweep will", task_id, exc_info=True)
+
+    async def deliver_callbacks(self) -> int:
+        """Post the webhooks due now (ended elsewhere, cancelled, or due a retry)."""
+        return await self.callbacks.deliver_due() if self.callbacks is not None else 0
 
     async def _run_items(
         self, task_id: str, lease: Lease, pipeline: TaskPipeline, items: list[TaskItem]
@@ -294,7 +317,11 @@ class TaskRunner:
         assert images.cache is not None
         self.cache = images.cache
         self.retention = Retention(images.db, images.store, settings.retention)
-        self.worker = TaskWorker(images, ai, TaskStore(images.db), settings.tasks)
+        store = TaskStore(images.db)
+        callbacks = CallbackSender(
+            store, settings.tasks, callback_client(settings.tasks, settings.source)
+        )
+        self.worker = TaskWorker(images, ai, store, settings.tasks, callbacks)
         self._sweeper: asyncio.Task[None] | None = None
         self._ensure_sweeper()
 
@@ -316,6 +343,7 @@ class TaskRunner:
         while True:
             try:
                 await self.worker.sweep()
+                await self.worker.deliver_callbacks()
                 await self.worker.count()
                 if time.monotonic() - last_kept > self.retention.settings.every_s:
                     last_kept = time.monotonic()

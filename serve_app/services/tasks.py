@@ -21,10 +21,11 @@ from pipelines.errors import InvalidParameter
 from pipelines.tasks import TaskPipeline
 from serve_app.errors import Conflict, NotFound
 from serve_app.guards.tenant import Tenant, owns, scoped_key
+from serve_app.services.callbacks import callback_client, check_callback_url
 from serve_app.services.image_work import check_batch_cost
 from serve_app.services.images import ImageService
 from serve_app.services.offload import offload
-from serve_app.settings import TaskSettings
+from serve_app.settings import SourceSettings, TaskSettings
 from serve_app.store.models import ImageRecord, TaskRecord
 from serve_app.store.storage import sha256_hex
 from serve_app.store.task_store import TERMINAL, TaskStore, TaskView
@@ -37,9 +38,16 @@ log = logging.getLogger("ray.serve")
 BATCH_UPLOADS_IN_FLIGHT = 2
 
 
-def fingerprint(pipeline: TaskPipeline, files: list[bytes], image_ids: list[str]) -> str:
+def fingerprint(
+    pipeline: TaskPipeline,
+    files: list[bytes],
+    image_ids: list[str],
+    callback_url: str | None = None,
+) -> str:
     """What makes two batch requests the same request (for Idempotency-Key)."""
     parts = [pipeline.model_dump_json(), *map(sha256_hex, files), "ids", *image_ids]
+    if callback_url:
+        parts += ["callback", callback_url]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -50,11 +58,14 @@ class TaskService:
         store: TaskStore,
         runner: DeploymentHandle[Any],
         settings: TaskSettings,
+        source: SourceSettings | None = None,
     ) -> None:
         self.images = images
         self.store = store
         self.runner = runner
         self.settings = settings
+        # Checks a batch's callback_url by the rules its POST will meet (nothing is sent here).
+        self.callback_urls = callback_client(settings, source or SourceSettings())
         self._nudges: set[asyncio.Task[None]] = set()
 
     async def submit(
@@ -66,10 +77,12 @@ class TaskService:
         idempotency_key: str | None = None,
         request_id: str | None = None,
         tenant: Tenant | None = None,
+        callback_url: object = None,
     ) -> tuple[TaskView, bool]:
         """The task's view and whether this request created it (False: a replay). `tenant`:
         who asks (None: nobody in particular, as in tests and tools); the image_ids must be
-        theirs (ImageService.record checks the request's tenant)."""
+        theirs (ImageService.record checks the request's tenant). `callback_url`: the batch's
+        webhook (services/callbacks.py), 422 when the address rules refuse it outright."""
         total = len(files) + len(image_ids)
         if total == 0:
             raise InvalidParameter("a batch needs images: send files or image_ids", field="files")
@@ -78,7 +91,12 @@ class TaskService:
                 f"a batch takes at most {self.settings.max_items} images; this has {total}",
                 field="files",
             )
-        request_print = fingerprint(pipeline, files, image_ids)
+        callback = (
+            check_callback_url(callback_url, self.settings, self.callback_urls)
+            if callback_url is not None
+            else None
+        )
+        request_print = fingerprint(pipeline, files, image_ids, callback)
         owner = tenant.owner if tenant else None
         key = scoped_key(idempotency_key, tenant) if idempotency_key else None
         if key:
@@ -100,6 +118,7 @@ class TaskService:
                     idempotency_key=key,
                     request_id=request_id,
                     owner=owner,
+                    callback_url=callback,
                 ),
             )
         except BaseException:

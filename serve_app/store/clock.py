@@ -34,6 +34,16 @@ class db_ago(FunctionElement[Any]):
         super().__init__(bindparam(None, float(seconds), unique=True))
 
 
+class db_in(FunctionElement[Any]):
+    """The database's current time plus `seconds`."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(bindparam(None, float(seconds), unique=True))
+
+
 @compiles(db_now)
 def _now(element: db_now, compiler: Any, **kw: Any) -> str:
     return "CURRENT_TIMESTAMP"
@@ -54,3 +64,15 @@ def _ago(element: db_ago, compiler: Any, **kw: Any) -> str:
 def _ago_sqlite(element: db_ago, compiler: Any, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
     return _SQLITE_NOW.format(f", '-' || ({seconds}) || ' seconds'")
+
+
+@compiles(db_in)
+def _in(element: db_in, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(CURRENT_TIMESTAMP + ({seconds}) * INTERVAL '1 second')"
+
+
+@compiles(db_in, "sqlite")
+def _in_sqlite(element: db_in, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return _SQLITE_NOW.format(f", '+' || ({seconds}) || ' seconds'")

@@ -6,6 +6,13 @@ UPDATE, so two runners never both win: a queued task, or a running one whose lea
 (its runner died), goes to whoever updates it first. Every write a runner makes after that is
 fenced: conditioned on the lease's runner and epoch (`Lease`), which every claim bumps.
 Lease times come from the database's clock (store/clock.py), never a replica's.
+
+A task's webhook (`callback_url`) is a small state machine on the same row: the write that ends
+a task (finish, fail, cancel) sets `callback_state='pending'`, due at once. A sender claims a
+due one with one conditional UPDATE that pushes `callback_next_at` a lease ahead and counts the
+attempt, so two runners never post the same one at once (a sender that dies mid-POST leaves it
+to be claimed again once its lease is past: at-least-once). It then records the outcome, fenced
+on that attempt: `delivered`, another try after a back-off, or `failed` with the reason.
 All methods block: call them from a worker thread.
 """
 
@@ -15,11 +22,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from serve_app.errors import Conflict
-from serve_app.store.clock import db_ago, db_now
+from serve_app.store.clock import db_ago, db_in, db_now
 from serve_app.store.db import Database
 from serve_app.store.models import TaskItem, TaskRecord, utcnow
 
@@ -84,6 +91,7 @@ class TaskStore:
         idempotency_key: str | None = None,
         request_id: str | None = None,
         owner: str | None = None,
+        callback_url: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """The new task (True), or the one an earlier request with this key made (False).
         `idempotency_key` arrives scoped to its tenant (guards.tenant.scoped_key)."""
@@ -98,6 +106,7 @@ class TaskStore:
             attempts=0,
             request_id=request_id,
             owner=owner,
+            callback_url=callback_url,
         )
         try:
             with self.db.session() as session, session.begin():
@@ -144,7 +153,9 @@ class TaskStore:
             changed = session.execute(
                 update(TaskRecord)
                 .where(TaskRecord.id == task_id, TaskRecord.status.in_(("queued", "running")))
-                .values(status="cancelled", finished_at=now, error="cancelled by request")
+                .values(
+                    status="cancelled", finished_at=now, error="cancelled by request", **_ended()
+                )
             )
             if changed.rowcount:  # type: ignore[attr-defined]
                 session.execute(
@@ -292,7 +303,7 @@ class TaskStore:
             done = session.execute(
                 update(TaskRecord)
                 .where(_owned(task_id, lease))
-                .values(status=status, finished_at=db_now())
+                .values(status=status, finished_at=db_now(), **_ended())
             )
             return status if done.rowcount else None  # type: ignore[attr-defined]
 
@@ -308,7 +319,7 @@ class TaskStore:
             ended = session.execute(
                 update(TaskRecord)
                 .where(where)
-                .values(status="failed", error=reason, finished_at=db_now())
+                .values(status="failed", error=reason, finished_at=db_now(), **_ended())
             )
             if not ended.rowcount:  # type: ignore[attr-defined]
                 return False
@@ -323,6 +334,82 @@ class TaskStore:
                 )
             )
             return True
+
+    # --- webhooks -------------------------------------------------------------------
+
+    def due_callbacks(self, limit: int) -> list[str]:
+        """Tasks whose webhook is pending and due by the database's clock."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(TaskRecord.id)
+                .where(_callback_due())
+                .order_by(TaskRecord.callback_next_at)
+                .limit(limit)
+            ).all()
+        return list(rows)
+
+    def claim_callback(self, task_id: str, lease_s: float) -> int | None:
+        """Take the task's pending, due webhook for one attempt: its number (fencing the
+        outcome's write), or None when it is not due or another sender has it. Until the
+        outcome is written, or `lease_s` passes, nobody else claims it."""
+        with self.db.session() as session, session.begin():
+            won = session.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id == task_id, _callback_due())
+                .values(
+                    callback_next_at=db_in(lease_s),
+                    callback_attempts=TaskRecord.callback_attempts + 1,
+                )
+            )
+            if not won.rowcount:  # type: ignore[attr-defined]
+                return None
+            attempts = session.scalar(
+                select(TaskRecord.callback_attempts).where(TaskRecord.id == task_id)
+            )
+        return int(attempts or 0)
+
+    def callback_delivered(self, task_id: str, attempt: int) -> bool:
+        return self._callback_outcome(
+            task_id, attempt, callback_state="delivered", callback_error=None, callback_next_at=None
+        )
+
+    def callback_retry(self, task_id: str, attempt: int, reason: str, wait_s: float) -> bool:
+        """Another attempt after `wait_s`; the reason stays visible meanwhile."""
+        return self._callback_outcome(
+            task_id, attempt, callback_error=reason, callback_next_at=db_in(wait_s)
+        )
+
+    def callback_failed(self, task_id: str, attempt: int, reason: str) -> bool:
+        return self._callback_outcome(
+            task_id, attempt, callback_state="failed", callback_error=reason, callback_next_at=None
+        )
+
+    def _callback_outcome(self, task_id: str, attempt: int, **values: Any) -> bool:
+        """Written only by the attempt's own claim (still pending, no later claim)."""
+        with self.db.session() as session, session.begin():
+            written = session.execute(
+                update(TaskRecord)
+                .where(
+                    TaskRecord.id == task_id,
+                    TaskRecord.callback_state == "pending",
+                    TaskRecord.callback_attempts == attempt,
+                )
+                .values(**values)
+            )
+            return bool(written.rowcount)  # type: ignore[attr-defined]
+
+
+def _ended() -> dict[str, Any]:
+    """The webhook's part of the write that ends a task: pending and due now, if it has one."""
+    has_url = TaskRecord.callback_url.is_not(None)
+    return {
+        "callback_state": case((has_url, "pending"), else_=None),
+        "callback_next_at": case((has_url, db_now()), else_=None),
+    }
+
+
+def _callback_due() -> Any:
+    return (TaskRecord.callback_state == "pending") & (TaskRecord.callback_next_at <= db_now())
 
 
 def _claimable(lease_s: float) -> Any:

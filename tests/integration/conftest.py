@@ -28,6 +28,7 @@ from tests.conftest import FALL_MODEL, private_schema
 
 STACK = os.environ.get("TEST_STACK", "sqlite+local")
 URL_SIGNING_KEY = "integration-url-signing-key"
+CALLBACK_KEY = "integration-callback-key"
 
 
 @dataclass
@@ -135,6 +136,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         "SOURCE_HTTP_ENABLED": "true",
         # Signed URLs verify (the Playground signs with this key); unsafe/ stays allowed.
         "URL_SIGNING_KEYS": URL_SIGNING_KEY,
+        # Task webhooks signed with this key, to a receiver on loopback allowed for callbacks
+        # alone (sources still refuse loopback: test_url_api counts that refusal).
+        "TASKS_CALLBACK_KEY": CALLBACK_KEY,
+        "TASKS_CALLBACK_ALLOW_LOOPBACK": "true",
         **stack.env,
     }
     if stack.name == "sqlite+local":

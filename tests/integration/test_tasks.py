@@ -5,7 +5,11 @@ local files and again on PostgreSQL + S3 (moto)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.server
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 import ray
 
 from tests.conftest import ASTRONAUT_FACE, best_iou, decode, encode, normalised, photo, text_image
-from tests.integration.conftest import Service
+from tests.integration.conftest import CALLBACK_KEY, Service
 
 THREE_STEPS = {
     "steps": [
@@ -261,3 +265,58 @@ def test_each_item_gets_its_own_ai_results(client: httpx.Client) -> None:
     astronaut = task["items"][2]["results"][0]["faces"]
     x1, y1, x2, y2 = (c * 400 / 512 for c in ASTRONAUT_FACE)
     assert best_iou((x1, y1, x2, y2), astronaut) > 0.5
+
+
+def test_a_batch_with_a_callback_url_posts_once_signed(client: httpx.Client) -> None:
+    """Webhooks (issue #17): exactly one POST of the ended task's JSON, its X-Signature the
+    HMAC-SHA256 of the body under TASKS_CALLBACK_KEY; a private literal is refused at once."""
+    posts: list[tuple[dict[str, str], bytes]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook?task=1"
+        refused = client.post(
+            "/api/v1/batch",
+            json={"image_ids": ["x"], "pipeline": THREE_STEPS, "callback_url": "http://10.1.2.3/"},
+        )
+        assert refused.status_code == 422 and refused.json()["error"]["field"] == "callback_url"
+        accepted = client.post(
+            "/api/v1/batch",
+            files=_files(2),
+            data={"pipeline": json.dumps(THREE_STEPS), "callback_url": url},
+        )
+        assert accepted.status_code == 202, accepted.text
+        task_id = accepted.json()["task_id"]
+        assert accepted.json()["callback"] == {
+            "url": url, "state": None, "attempts": 0, "error": None,
+        }  # fmt: skip
+        task, _ = _wait(client, task_id)
+        assert task["status"] == "succeeded", task
+        deadline = time.monotonic() + 30
+        while not posts:
+            assert time.monotonic() < deadline, client.get(f"/api/v1/tasks/{task_id}").json()
+            time.sleep(0.1)
+        time.sleep(3)  # several sweeps later: still the one POST
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(posts) == 1, posts
+    headers, body = posts[0]
+    expected = "sha256=" + hmac.new(CALLBACK_KEY.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Signature"], expected)
+    sent = json.loads(body)
+    assert (sent["task_id"], sent["status"]) == (task_id, "succeeded")
+    assert sent["items"] == client.get(f"/api/v1/tasks/{task_id}").json()["items"]
+    final = client.get(f"/api/v1/tasks/{task_id}").json()["callback"]
+    assert (final["state"], final["attempts"], final["error"]) == ("delivered", 1, None)

@@ -25,6 +25,7 @@ SECRET_VARIABLES = frozenset(
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "URL_SIGNING_KEYS",
+        "TASKS_CALLBACK_KEY",
     }
 )
 
