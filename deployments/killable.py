@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.cost import SECONDS_PER_WORK_UNIT
-from pipelines.errors import DeadlineExceeded, Overloaded
+from pipelines.errors import DeadlineExceeded, Overloaded, WorkerLost
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -264,7 +264,7 @@ class WorkerPool:
             raise DeadlineExceeded("the work ran out of time and was stopped") from None
         except (EOFError, OSError, pickle.PicklingError) as exc:
             log.warning("an image worker failed (%r); starting another", exc)
-            raise DeadlineExceeded("the worker doing this stopped; try again") from None
+            raise WorkerLost("the worker doing this stopped; try again") from None
         finally:
             self._running.pop(worker.pid, None)
             self.calls += 1

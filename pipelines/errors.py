@@ -76,6 +76,15 @@ class Overloaded(ServiceError):
     retry_after = 1
 
 
+class WorkerLost(ServiceError):
+    """The process doing the work died under it (not a deadline: nothing ran out of time);
+    it is replaced, and the client retries after `retry_after` seconds."""
+
+    status = 503
+    code = "worker_lost"
+    retry_after = 1
+
+
 class ModelUnavailable(ServiceError):
     """A model could not be loaded (or is still loading); the rest of the service works."""
 

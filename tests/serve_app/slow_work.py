@@ -26,3 +26,8 @@ def spin(seconds: float) -> int:
 
 def refuse() -> None:
     raise InvalidParameter("not this one", field="size")
+
+
+def die() -> None:
+    """The child ends mid-call, as one killed by the kernel's OOM killer would."""
+    os._exit(1)

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from deployments.killable import NodeSlots, WorkerPool
-from pipelines.errors import DeadlineExceeded, InvalidParameter, Overloaded
+from pipelines.errors import DeadlineExceeded, InvalidParameter, Overloaded, WorkerLost
 from tests.serve_app import slow_work
 
 
@@ -64,6 +64,17 @@ async def test_a_cancelled_caller_kills_its_child(pool: WorkerPool) -> None:
     with pytest.raises(asyncio.CancelledError):
         await call
     assert gone(child) and pool.kills == 1
+
+
+async def test_a_child_that_dies_is_a_retryable_503_not_a_deadline(pool: WorkerPool) -> None:
+    """A child that dies mid-call (the OOM killer, say) ran out of nothing: it was answered
+    504 `deadline_exceeded`; it is a 503 to retry, and the child is replaced."""
+    (child,) = pool.pids
+    with pytest.raises(WorkerLost) as lost:
+        await pool.run(slow_work.die, deadline=time.monotonic() + 30)
+    assert lost.value.status == 503 and lost.value.retry_after == 1
+    assert pool.pids[0] != child
+    assert await pool.run(slow_work.pid, deadline=time.monotonic() + 30) == pool.pids[0]
 
 
 async def test_an_error_passes_through_and_keeps_the_child(pool: WorkerPool) -> None:
