@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from serve_app.store.db import Database
+from serve_app.store.models import ImageRecord, new_id
 from serve_app.store.storage import BlobStore
 from tests.conftest import private_schema
 
@@ -60,3 +61,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     db.migrate()
     yield Backend(request.param, db, store)
     db.engine.dispose()
+
+
+def stored_images(backend: Backend, count: int) -> list[str]:
+    """`count` upload rows (no blobs): sources for tasks made straight in the task store."""
+    ids = []
+    for _ in range(count):
+        sha = new_id() * 2
+        record = ImageRecord(
+            id=new_id(), kind="upload", sha256=sha, blob_key=f"images/{sha[:2]}/{sha}",
+            format="png", media_type="image/png", width=1, height=1, bytes=1,
+        )  # fmt: skip
+        ids.append(backend.db.add(record).id)
+    return ids

@@ -24,9 +24,8 @@ from pipelines.errors import InvalidParameter
 from serve_app.schemas import TaskOut
 from serve_app.services.callbacks import CallbackSender, callback_client, check_callback_url, sign
 from serve_app.settings import SourceSettings, TaskSettings
-from serve_app.store.models import ImageRecord, new_id
 from serve_app.store.task_store import Lease, TaskStore
-from tests.serve_app.conftest import Backend
+from tests.serve_app.conftest import Backend, stored_images
 from tests.serve_app.test_http_source import LOOKUPS, only_loopback, stub_resolve
 
 __all__ = ["only_loopback"]  # the connect hook, autouse here too
@@ -34,21 +33,10 @@ __all__ = ["only_loopback"]  # the connect hook, autouse here too
 KEY = "test-callback-key"
 
 
-def _images(backend: Backend, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        sha = new_id() * 2
-        record = ImageRecord(
-            id=new_id(), kind="upload", sha256=sha, blob_key=f"images/{sha[:2]}/{sha}",
-            format="png", media_type="image/png", width=1, height=1, bytes=1,
-        )  # fmt: skip
-        ids.append(backend.db.add(record).id)
-    return ids
-
-
 def _task(backend: Backend, url: str | None = "http://127.0.0.1:9/hook") -> tuple[TaskStore, str]:
     store = TaskStore(backend.db)
-    task, _ = store.create('{"steps": []}', _images(backend, 1), fingerprint="fp", callback_url=url)
+    sources = stored_images(backend, 1)
+    task, _ = store.create('{"steps": []}', sources, fingerprint="fp", callback_url=url)
     return store, task.id
 
 

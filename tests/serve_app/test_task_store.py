@@ -8,21 +8,8 @@ import time
 import pytest
 
 from serve_app.errors import Conflict
-from serve_app.store.models import ImageRecord, new_id
 from serve_app.store.task_store import Lease, TaskStore, final_status
-from tests.serve_app.conftest import Backend
-
-
-def _images(backend: Backend, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        sha = new_id() * 2
-        record = ImageRecord(
-            id=new_id(), kind="upload", sha256=sha, blob_key=f"images/{sha[:2]}/{sha}",
-            format="png", media_type="image/png", width=1, height=1, bytes=1,
-        )  # fmt: skip
-        ids.append(backend.db.add(record).id)
-    return ids
+from tests.serve_app.conftest import Backend, stored_images
 
 
 def _create(store: TaskStore, sources: list[str], key: str | None = None, fp: str = "fp") -> str:
@@ -33,7 +20,7 @@ def _create(store: TaskStore, sources: list[str], key: str | None = None, fp: st
 
 def test_create_and_view(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 3))
+    task_id = _create(store, stored_images(backend, 3))
     view = store.view(task_id)
     assert view is not None
     assert view.task.status == "queued" and view.task.total == 3
@@ -44,7 +31,7 @@ def test_create_and_view(backend: Backend) -> None:
 
 def test_idempotency_key_replays_and_refuses_another_request(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    sources = _images(backend, 2)
+    sources = stored_images(backend, 2)
     first = _create(store, sources, key="k-1", fp="same")
     again, created = store.create("{}", sources, fingerprint="same", idempotency_key="k-1")
     assert (again.id, created) == (first, False)
@@ -54,7 +41,7 @@ def test_idempotency_key_replays_and_refuses_another_request(backend: Backend) -
 
 def test_claim_is_exclusive_and_a_lapsed_lease_is_taken_over(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 1))
+    task_id = _create(store, stored_images(backend, 1))
     assert store.claimable(lease_s=60, limit=10) == [task_id]
     first = store.claim(task_id, "runner-a", lease_s=60)
     assert first is not None and first.attempts == 1 and first.runner == "runner-a"
@@ -73,7 +60,7 @@ def test_claim_is_exclusive_and_a_lapsed_lease_is_taken_over(backend: Backend) -
 
 def test_items_and_final_status(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 3))
+    task_id = _create(store, stored_images(backend, 3))
     claimed = store.claim(task_id, "r", lease_s=30)
     assert claimed is not None
     lease = Lease.of(claimed)
@@ -93,7 +80,7 @@ def test_items_and_final_status(backend: Backend) -> None:
 
 def test_cancel_stops_queued_items_and_the_runner(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 3))
+    task_id = _create(store, stored_images(backend, 3))
     claimed = store.claim(task_id, "r", lease_s=30)
     assert claimed is not None
     lease = Lease.of(claimed)
@@ -111,7 +98,7 @@ def test_cancel_stops_queued_items_and_the_runner(backend: Backend) -> None:
 
 def test_fail_ends_unfinished_items_with_the_reason(backend: Backend) -> None:
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 2))
+    task_id = _create(store, stored_images(backend, 2))
     store.fail(task_id, "gave up")
     view = store.view(task_id)
     assert view is not None and (view.task.status, view.task.error) == ("failed", "gave up")
@@ -122,7 +109,7 @@ def test_a_runner_paused_past_its_lease_writes_nothing_once_resumed(backend: Bac
     """Fencing: runner a stalls past its lease, b takes over and finishes; a then resumes,
     still thinking it owns the task. The outcome is b's and nothing b wrote is undone."""
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 2))
+    task_id = _create(store, stored_images(backend, 2))
     claimed_a = store.claim(task_id, "runner", lease_s=1)
     assert claimed_a is not None
     a = Lease.of(claimed_a)
@@ -153,7 +140,7 @@ def test_a_write_under_another_epoch_or_runner_is_refused(
 ) -> None:
     """While a's lease is fresh, another epoch is refused just the same."""
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 1))
+    task_id = _create(store, stored_images(backend, 1))
     claimed = store.claim(task_id, "a", lease_s=30)
     assert claimed is not None
     stale = Lease("a", claimed.lease_epoch - 1)
@@ -175,7 +162,7 @@ def test_lease_times_come_from_the_database_clock(backend: Backend) -> None:
 
         backend.db.engine.dispose()
     store = TaskStore(backend.db)
-    task_id = _create(store, _images(backend, 1))
+    task_id = _create(store, stored_images(backend, 1))
     claimed = store.claim(task_id, "a", lease_s=2)
     assert claimed is not None and claimed.heartbeat_at is not None
     assert store.claimable(lease_s=2, limit=10) == []  # fresh: not off by a zone's hours
