@@ -24,24 +24,19 @@ class db_now(FunctionElement[Any]):
     inherit_cache = True
 
 
-class db_ago(FunctionElement[Any]):
-    """The database's current time less `seconds`."""
-
-    type = DateTime(timezone=True)
-    inherit_cache = True
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(bindparam(None, float(seconds), unique=True))
-
-
 class db_in(FunctionElement[Any]):
-    """The database's current time plus `seconds`."""
+    """The database's current time plus `seconds` (less, when negative)."""
 
     type = DateTime(timezone=True)
     inherit_cache = True
 
     def __init__(self, seconds: float) -> None:
         super().__init__(bindparam(None, float(seconds), unique=True))
+
+
+def db_ago(seconds: float) -> db_in:
+    """The database's current time less `seconds`."""
+    return db_in(-seconds)
 
 
 @compiles(db_now)
@@ -54,18 +49,6 @@ def _now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
     return _SQLITE_NOW.format("")
 
 
-@compiles(db_ago)
-def _ago(element: db_ago, compiler: Any, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return f"(CURRENT_TIMESTAMP - ({seconds}) * INTERVAL '1 second')"
-
-
-@compiles(db_ago, "sqlite")
-def _ago_sqlite(element: db_ago, compiler: Any, **kw: Any) -> str:
-    seconds = compiler.process(element.clauses, **kw)
-    return _SQLITE_NOW.format(f", '-' || ({seconds}) || ' seconds'")
-
-
 @compiles(db_in)
 def _in(element: db_in, compiler: Any, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
@@ -74,5 +57,6 @@ def _in(element: db_in, compiler: Any, **kw: Any) -> str:
 
 @compiles(db_in, "sqlite")
 def _in_sqlite(element: db_in, compiler: Any, **kw: Any) -> str:
+    # SQLite's modifier takes a signed number: '5.0 seconds', '-5.0 seconds'.
     seconds = compiler.process(element.clauses, **kw)
-    return _SQLITE_NOW.format(f", '+' || ({seconds}) || ' seconds'")
+    return _SQLITE_NOW.format(f", ({seconds}) || ' seconds'")
