@@ -49,10 +49,13 @@ stop:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m serve_app.cli.local down; fi
 
 ## test: set up, then the whole test suite (it starts its own Ray cluster on free ports),
-## then the task and cache tests again on PostgreSQL + S3 (a moto server the tests start)
+## then the multi-node scaling tests on their own (their replicas start within a minute only
+## when the suite's service cluster is not idling beside them on 2 cores), then the task and
+## cache tests again on PostgreSQL + S3 (a moto server the tests start)
 PERSISTENCE_TESTS := tests/integration/test_tasks.py tests/integration/test_cache.py
 test: install $(THUMBOR_VENV)/.installed-stamp
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not multinode"
+	$(BIN)/pytest -m multinode
 	TEST_STACK=postgresql+s3 $(BIN)/pytest $(PERSISTENCE_TESTS)
 
 lint: install

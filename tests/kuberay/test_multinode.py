@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,8 @@ class MultiNodeCluster:
             names[node["node_id"]] = marker[0] if marker else "head"
         return names
 
-    def replicas(self, deployment: str) -> list[dict[str, Any]]:
-        """RUNNING replicas of a deployment, each with the name of its node."""
+    def replicas(self, deployment: str, state: str | None = "RUNNING") -> list[dict[str, Any]]:
+        """A deployment's replicas in `state` (None: all), each with the name of its node."""
         body = self._get("/api/serve/applications/")
         app = (body.get("applications") or {}).get(APP) or {}
         details = (app.get("deployments") or {}).get(deployment) or {}
@@ -180,8 +181,18 @@ class MultiNodeCluster:
         return [
             {**r, "node": names.get(r.get("node_id") or "", "gone")}
             for r in details.get("replicas", [])
-            if r["state"] == "RUNNING"
+            if state is None or r["state"] == state
         ]
+
+    def seen(self, load: Load) -> Callable[[], object]:
+        """For wait_for: the load's answers so far and the Preprocessor's replicas by state."""
+
+        def report() -> object:
+            replicas = self.replicas(PREPROCESSOR, state=None)
+            states = Counter(f"{r['state']}@{r['node']}" for r in replicas)
+            return {"answers": dict(load.count()), "replicas": dict(states)}
+
+        return report
 
     def stop(self) -> None:
         temp_dir = self.head.temp_dir
@@ -198,8 +209,14 @@ class MultiNodeCluster:
 
 
 def wait_for(
-    condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.5
+    condition: Callable[[], Any],
+    *,
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.5,
+    seen: Callable[[], object] | None = None,
 ) -> Any:
+    """`seen`: what else to report on a timeout (the load's answers, replicas by state)."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -211,7 +228,8 @@ def wait_for(
             if last:
                 return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+    also = f"; {seen()}" if seen else ""
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}{also}")
 
 
 @dataclass
@@ -329,7 +347,12 @@ def test_replicas_scale_out_across_nodes_under_load(stack: Stack) -> None:
         return replicas if len(replicas) == MAX_REPLICAS else None
 
     with Load(stack.url, stack.image) as load:
-        replicas = wait_for(scaled_out, timeout_s=60, what=f"{MAX_REPLICAS} Preprocessor replicas")
+        replicas = wait_for(
+            scaled_out,
+            timeout_s=60,
+            what=f"{MAX_REPLICAS} Preprocessor replicas",
+            seen=cluster.seen(load),
+        )
     per_node = Counter(r["node"] for r in replicas)
     print(f"\nscale-out: replicas per node {dict(per_node)}; answers {dict(load.count())}")
     assert set(per_node) == set(POOL_NODES), per_node  # both pools, nothing elsewhere
@@ -351,6 +374,7 @@ def test_requests_survive_the_loss_of_a_worker_node(stack: Stack) -> None:
             lambda: on_nodes(set(POOL_NODES)),
             timeout_s=60,
             what="Preprocessor replicas on both pool nodes",
+            seen=cluster.seen(load),
         )
         doomed_pids = [r["pid"] for r in replicas if r["node"] == victim]
         wait_for(lambda: load.count()[200] >= 20, timeout_s=30, what="traffic before the loss")
@@ -358,7 +382,7 @@ def test_requests_survive_the_loss_of_a_worker_node(stack: Stack) -> None:
         killed_at = time.monotonic()
         cluster.workers[victim].kill()
         for pid in doomed_pids:  # its replicas are really gone, not orphaned and serving
-            wait_for(lambda pid=pid: not _alive(pid), timeout_s=10, what=f"replica {pid} to die")
+            wait_for(partial(_gone, pid), timeout_s=10, what=f"replica {pid} to die")
 
         # Serve replaces the lost replicas where they fit: the survivor holds three of the
         # four the load asks for (the fourth waits for a node, as on KubeRay for a new pod).
@@ -366,6 +390,7 @@ def test_requests_survive_the_loss_of_a_worker_node(stack: Stack) -> None:
             lambda: on_nodes({survivor}, PER_POOL_NODE),
             timeout_s=60,
             what=f"{PER_POOL_NODE} Preprocessor replicas on {survivor}",
+            seen=cluster.seen(load),
         )
         recovered_at = time.monotonic()
         wait_for(
@@ -428,3 +453,7 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _gone(pid: int) -> bool:
+    return not _alive(pid)
