@@ -131,6 +131,7 @@ class EngineHost(Generic[P, R]):
         image: np.ndarray | ModelImage,
         params: P | dict[str, Any] | None,
         timeout_s: float | None,
+        sent_at: float | None,
     ) -> R:
         checked: P = validated(self.params_model, params)  # type: ignore[assignment]
         name = checked.engine or self.default_engine
@@ -144,7 +145,7 @@ class EngineHost(Generic[P, R]):
         source = working(source, checked.working_side())
         if not state.loaded:
             await self._load(name, state)
-        deadline = deadline_after(self.limits, timeout_s)
+        deadline = deadline_after(self.limits, timeout_s, sent_at)
         work, detail = estimate.total, False
         if isinstance(checked, OcrParams):  # the optional detail pass, if it fits the limit
             extra = checked.detail_cost(source.source_width, source.source_height)

@@ -41,9 +41,10 @@ class FaceDetector(EngineHost[FaceParams, FacesResult]):
         image: np.ndarray | ModelImage,
         params: FaceParams | dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> FacesResult:
         """Faces in one upright RGB image; boxes in its pixels (a ModelImage's source's)."""
-        result: FacesResult = await self._call(image, params, timeout_s)
+        result: FacesResult = await self._call(image, params, timeout_s, sent_at)
         if result.faces:  # Ray's counters refuse an increment of 0
             metrics.faces_detected().inc(len(result.faces), tags={"engine": result.engine})
         return result

@@ -42,9 +42,10 @@ class OcrReader(EngineHost[OcrParams, OcrResult]):
         image: np.ndarray | ModelImage,
         params: OcrParams | dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> OcrResult:
         """Text in one upright RGB image; boxes in its pixels (a ModelImage's source's)."""
-        result: OcrResult = await self._call(image, params, timeout_s)
+        result: OcrResult = await self._call(image, params, timeout_s, sent_at)
         for block in result.blocks:
             if block.confidence is not None:
                 metrics.ocr_confidence().observe(block.confidence, tags={"engine": result.engine})

@@ -9,7 +9,9 @@ Other apps call it through a handle with raw bytes and a pipeline (a dict or a P
 Every call is priced before decoding and refused with 422 too_costly over LIMITS_MAX_WORK; it
 runs on a thread when cheap and in a killable child when not (placement.py), and answers 504
 and stops at its deadline: LIMITS_PIPELINE_TIMEOUT_S, or less when the caller passes
-`timeout_s` (what remains of its own). A caller that cancels (its client left) stops it too.
+`timeout_s` (what remains of its own; with `sent_at`, the `time.time()` it was counted at, the
+time the call then waited for a replica is charged too: `pipelines.limits.time_left(deadline)`
+gives both). A caller that cancels (its client left) stops it too.
 
 Limits come from the app builder at construction (the settings) and change live through
 `user_config: {limits: {...}}` (the same block as every other deployment's); `workers` (children
@@ -75,19 +77,26 @@ class Preprocessor:
         data: bytes,
         pipeline: PipelineSpec | dict[str, Any],
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> ProcessedImage:
         spec = parse_pipeline(pipeline)
         return await process_placed(
             data,
             spec,
             self.limits,
-            deadline=deadline_after(self.limits, timeout_s),
+            deadline=deadline_after(self.limits, timeout_s, sent_at),
             executor=self.threads,
             pool=self.pool,
         )
 
     async def _decoding(
-        self, fn: Any, data: bytes, *args: Any, analysis: bool, timeout_s: float | None
+        self,
+        fn: Any,
+        data: bytes,
+        *args: Any,
+        analysis: bool,
+        timeout_s: float | None,
+        sent_at: float | None,
     ) -> Any:
         header = read_header(data, self.limits)
         priced = decode_estimate(header.format, header.width, header.height, analysis=analysis)
@@ -96,29 +105,35 @@ class Preprocessor:
             data,
             *args,
             work=priced.total,
-            deadline=deadline_after(self.limits, timeout_s),
+            deadline=deadline_after(self.limits, timeout_s, sent_at),
             executor=self.threads,
             pool=self.pool,
         )
 
-    async def info(self, data: bytes, timeout_s: float | None = None) -> dict[str, Any]:
+    async def info(
+        self, data: bytes, timeout_s: float | None = None, sent_at: float | None = None
+    ) -> dict[str, Any]:
         info: dict[str, Any] = await self._decoding(
-            image_info, data, self.limits, analysis=True, timeout_s=timeout_s
+            image_info, data, self.limits, analysis=True, timeout_s=timeout_s, sent_at=sent_at
         )
         return info
 
-    async def probe(self, data: bytes, timeout_s: float | None = None) -> dict[str, Any]:
+    async def probe(
+        self, data: bytes, timeout_s: float | None = None, sent_at: float | None = None
+    ) -> dict[str, Any]:
         """Decode fully (so damaged files are caught) and report format and size."""
         meta: dict[str, Any] = await self._decoding(
-            probe, data, self.limits, analysis=False, timeout_s=timeout_s
+            probe, data, self.limits, analysis=False, timeout_s=timeout_s, sent_at=sent_at
         )
         return meta
 
-    async def decode_rgb(self, data: bytes, timeout_s: float | None = None) -> np.ndarray:
+    async def decode_rgb(
+        self, data: bytes, timeout_s: float | None = None, sent_at: float | None = None
+    ) -> np.ndarray:
         """The upright RGB pixels at full size under the limits (for handle callers; the AI
         routes use `decode_for_model`, which decodes only what the model will look at)."""
         pixels: np.ndarray = await self._decoding(
-            _decode_rgb, data, self.limits, analysis=False, timeout_s=timeout_s
+            _decode_rgb, data, self.limits, analysis=False, timeout_s=timeout_s, sent_at=sent_at
         )
         return pixels
 
@@ -127,6 +142,7 @@ class Preprocessor:
         data: bytes,
         params: DetectParams | FaceParams | OcrParams,
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> ModelImage:
         """The pixels a model will look at for `params`, priced (decode and model) and checked
         before decoding. The ingress hands this method's DeploymentResponse straight to the
@@ -142,7 +158,7 @@ class Preprocessor:
             params,
             self.limits,
             work=decode,
-            deadline=deadline_after(self.limits, timeout_s),
+            deadline=deadline_after(self.limits, timeout_s, sent_at),
             executor=self.threads,
             pool=self.pool,
         )
@@ -155,6 +171,7 @@ class Preprocessor:
         fmt: FormatName | None = None,
         quality: int | None = None,
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> ProcessedImage:
         """The image with boxes and labels drawn (annotate=true)."""
         header = read_header(data, self.limits)
@@ -167,7 +184,7 @@ class Preprocessor:
             fmt,
             quality,
             work=priced.total,
-            deadline=deadline_after(self.limits, timeout_s),
+            deadline=deadline_after(self.limits, timeout_s, sent_at),
             executor=self.threads,
             pool=self.pool,
         )

@@ -154,6 +154,7 @@ class YoloDetector:
         image: np.ndarray | ModelImage,
         params: DetectParams | dict[str, Any] | None = None,
         timeout_s: float | None = None,
+        sent_at: float | None = None,
     ) -> ObjectsResult:
         """Objects in one upright RGB image (batched with concurrent callers); boxes in its
         pixels (a ModelImage's source's)."""
@@ -165,7 +166,7 @@ class YoloDetector:
         source = ModelImage.of(image)
         estimate = check_model_cost(checked, source.source_width, source.source_height, self.limits)
         metrics.observe_estimate(estimate)
-        deadline = deadline_after(self.limits, timeout_s)
+        deadline = deadline_after(self.limits, timeout_s, sent_at)
         started = time.monotonic()
         self._in_flight += 1
         try:

@@ -87,10 +87,26 @@ def apply_live(current: Limits, base: Limits, overrides: Mapping[str, Any] | Non
     return current
 
 
-def deadline_after(limits: Limits, timeout_s: float | None = None) -> float:
+def deadline_after(
+    limits: Limits, timeout_s: float | None = None, sent_at: float | None = None
+) -> float:
     """The `time.monotonic()` by which a request's work must end: the pipeline timeout, or
-    less when the caller has less left (`timeout_s`, what remains of its own deadline)."""
+    less when the caller has less left (`timeout_s`, what remains of its own deadline).
+
+    `sent_at`: the wall-clock time (`time.time()`) at which the caller counted `timeout_s`.
+    The seconds since then (queued in Serve's router for a replica, or decoding in the
+    deployment whose response fed this call) are gone from the caller's deadline too: without
+    them the callee would work past it, and the caller answer 504 while the callee, had it
+    known, would have shed the call with a 503. Hosts' clocks differ by little (NTP); a clock
+    behind the caller's is taken as no time gone, never as time given back."""
     budget = limits.pipeline_timeout_s
     if timeout_s is not None:
-        budget = min(budget, max(0.0, timeout_s))
+        gone = max(0.0, time.time() - sent_at) if sent_at is not None else 0.0
+        budget = min(budget, max(0.0, timeout_s - gone))
     return time.monotonic() + budget
+
+
+def time_left(deadline: float) -> dict[str, float]:
+    """The keyword arguments that hand what is left of `deadline` (a `time.monotonic()`) to a
+    deployment's method: `timeout_s` and the `sent_at` it was counted at."""
+    return {"timeout_s": deadline - time.monotonic(), "sent_at": time.time()}

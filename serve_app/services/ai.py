@@ -10,7 +10,6 @@ replicas, whose children are killed: deployments/killable.py)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from pipelines.detection import DetectParams
 from pipelines.encode import FormatName
 from pipelines.faces import FaceParams
-from pipelines.limits import Limits, check_upload_size, deadline_after
+from pipelines.limits import Limits, check_upload_size, deadline_after, time_left
 from pipelines.ocr import OcrParams
 from pipelines.pipeline import ProcessedImage
 from pipelines.results import Box, FacesResult, ObjectsResult, OcrResult
@@ -56,10 +55,9 @@ class AiService:
         deadline."""
         check_upload_size(len(data), self.limits)
         deadline = deadline_after(self.limits)
-        pixels = self.preprocessor.decode_for_model.remote(
-            data, params, timeout_s=deadline - time.monotonic()
-        )
-        call = model.remote(pixels, params, timeout_s=deadline - time.monotonic())
+        pixels = self.preprocessor.decode_for_model.remote(data, params, **time_left(deadline))
+        # Counted now, sent on when the decode is done: the model is charged for its time.
+        call = model.remote(pixels, params, **time_left(deadline))
         return await within(deadline, call, deployments_of(self.preprocessor, model))
 
     # Each span covers the decode in the Preprocessor and the model call it feeds.
@@ -113,7 +111,7 @@ class AiService:
         deadline = deadline_after(self.limits)
         with call_span("Preprocessor", "annotate"):
             call = self.preprocessor.annotate.remote(
-                data, boxes, fmt, quality, timeout_s=deadline - time.monotonic()
+                data, boxes, fmt, quality, **time_left(deadline)
             )
             image: ProcessedImage = await within(deadline, call, deployments_of(self.preprocessor))
         return image

@@ -36,7 +36,7 @@ from pipelines.admission import check_task_cost
 from pipelines.analysis import decode_estimate, image_info, probe
 from pipelines.decode import read_header
 from pipelines.errors import DeadlineExceeded, Overloaded
-from pipelines.limits import Limits, check_upload_size, deadline_after
+from pipelines.limits import Limits, check_upload_size, deadline_after, time_left
 from pipelines.ops.filters import FilterStep
 from pipelines.pipeline import ProcessedImage, run_within
 from pipelines.spec import PipelineSpec
@@ -258,8 +258,7 @@ class RemoteImageWork:
 
     async def _call(self, method: str, *args: Any) -> Any:
         deadline = deadline_after(self.limits)
-        remaining = deadline - time.monotonic()
-        call = getattr(self.preprocessor, method).remote(*args, timeout_s=remaining)
+        call = getattr(self.preprocessor, method).remote(*args, **time_left(deadline))
         return await within(deadline, call, deployments_of(self.preprocessor))
 
     async def process(self, data: bytes, spec: PipelineSpec) -> ProcessedImage:
