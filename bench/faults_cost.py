@@ -86,6 +86,8 @@ def run(cluster: LocalCluster, base_url: str, seconds: float, limits: Limits) ->
     source = Image.fromarray(skdata.coffee()).resize((width, height))  # type: ignore[no-untyped-call]
     thumb_source = Image.fromarray(skdata.chelsea()).resize((1024, 768))  # type: ignore[no-untyped-call]
     expensive: Counter[str] = Counter()
+    # What each 5xx but 503 said ("504 deadline_exceeded: ..."): which part gave up.
+    said: Counter[str] = Counter()
     thumbs: list[tuple[int | None, float]] = []
     stop = threading.Event()
     lock = threading.Lock()
@@ -95,11 +97,15 @@ def run(cluster: LocalCluster, base_url: str, seconds: float, limits: Limits) ->
             while not stop.is_set():
                 files = {"file": ("big.jpg", _jpeg(source), "image/jpeg")}
                 try:
-                    code = str(http.post("/api/v1/filter", files=files, data=MEDIAN_15).status_code)
-                except httpx.HTTPError:
-                    code = "no answer"
+                    response = http.post("/api/v1/filter", files=files, data=MEDIAN_15)
+                except httpx.HTTPError as error:
+                    code, what = "no answer", type(error).__name__
+                else:
+                    code, what = str(response.status_code), _error(response)
                 with lock:
                     expensive[code] += 1
+                    if code != "503" and not code.startswith(("2", "4")):
+                        said[f"{code} {what}"] += 1
                 if code == "503":
                     time.sleep(0.2)  # Retry-After says 1; a client that retries at once
 
@@ -162,11 +168,21 @@ def run(cluster: LocalCluster, base_url: str, seconds: float, limits: Limits) ->
         "thumbnail_p99_ms": pct(99),
         "thumbnail_p99_under_1s": (pct(99) or 1e9) < 1000,
         "server_errors": server_errors,
+        "server_errors_said": dict(said),
         "idle_after_s": idle_after,
         "idle_bound_s": bound,
         "idle_within_bound": idle_after is not None and idle_after <= bound,
         "busy_samples": samples,
     }
+
+
+def _error(response: httpx.Response) -> str:
+    """The JSON error's code and message, or the start of a body that is not ours (a proxy's)."""
+    try:
+        error = response.json().get("error") or {}
+        return f"{error.get('code')}: {error.get('message')}"
+    except ValueError:
+        return response.text[:80]
 
 
 def report_lines(result: dict[str, Any]) -> list[str]:
@@ -185,7 +201,8 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         f"| thumbnail answers | {result['thumbnail_answers']} |",
         f"| thumbnail p50 / p99 ms | {result['thumbnail_p50_ms']} / {result['thumbnail_p99_ms']} "
         f"({'under' if result['thumbnail_p99_under_1s'] else 'OVER'} 1 s) |",
-        f"| 5xx other than 503, or no answer | {result['server_errors']} |",
+        f"| 5xx other than 503, or no answer | {result['server_errors']} "
+        f"{result.get('server_errors_said') or ''} |",
         f"| replicas idle after the load | {result['idle_after_s']} s (bound "
         f"{result['idle_bound_s']} s: {'held' if result['idle_within_bound'] else 'MISSED'}) |",
         "",
