@@ -104,6 +104,9 @@ def _yolo(data: dict[str, Any]) -> list[str]:
         "no decode); the HTTP row is the whole service (`POST /api/v1/detect-objects`, a 640x480",
         "JPEG). The bare loop is ultralytics' predict in one process, torch on 2 threads, run",
         "while the cluster is up and idle (the ratios use it) and, before it started, alone.",
+        "Handle and bare figures are medians of rounds taken in turns (`*_rounds` in the JSON).",
+        "`two replicas one thread` is serve_config.yaml's CPU throughput profile for the",
+        "YoloDetector (two replicas, torch on one thread each) instead of the default (one, two).",
         "",
         "| bare ultralytics | img/s | batch p50 ms | cluster down: img/s | batch p50 ms |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -120,7 +123,7 @@ def _yolo(data: dict[str, Any]) -> list[str]:
         "| service | c | img/s | x best bare | mean batch | p50 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label in ("batching_on", "batching_off", "http_batching_on"):
+    for label in ("batching_on", "batching_off", "http_batching_on", "two_replicas_one_thread"):
         for r in data.get(label, []):
             rate = r.get("img_per_s", r.get("rps", 0.0))
             lines.append(
@@ -290,7 +293,15 @@ def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
         on = _by_c(yolo.get("batching_on"))
         if 16 in on:
             ratio = on[16]["img_per_s"] / best
-            row("YOLO c=16 >= 0.85x bare best (handle)", f"{ratio:.2f}x", ratio >= 0.85)
+            row("YOLO c=16 >= 0.9x bare best (handle)", f"{ratio:.2f}x", ratio >= 0.9)
+        profile = _by_c(yolo.get("two_replicas_one_thread"))
+        if 16 in profile:
+            ratio = profile[16]["img_per_s"] / best
+            row(
+                "YOLO c=16 >= 0.9x bare best (handle, 2 replicas x 1 thread)",
+                f"{ratio:.2f}x",
+                ratio >= 0.9,
+            )
         off = _by_c(yolo.get("batching_off"))
         worst = min(
             (on[c]["img_per_s"] / off[c]["img_per_s"] for c in on if c in off), default=None
@@ -390,6 +401,13 @@ on this machine while it was quiet, so each line compares with the line before i
   batch at a time it had queued many small ones. Mean batch at 16 clients 2.39 -> 4.9 (32
   clients: 2.52 -> 5.9); c=16 0.69x -> 0.83x the bare best; batching on over off at c=16
   1.03x -> 1.19x (whole YOLO runs; the machine was ~2x slower for torch in the second).
+- YOLO figures are medians of 3 rounds taken in turns: on this VM one window swings by 20%
+  (bare batch 4 gave 12.3, 22.3 and 27.2 img/s in three runs of one day) and the ratio's
+  denominator is the best of them. max_batch_size 8 -> 4 on the CPU: in one run, rounds in
+  turns at 16 clients, 22.6/22.3/22.3 img/s with 4 against 20.7/21.5/20.9 with 8 (bare loop
+  batch 4: 22.3/23.2/22.1). Whole runs put c=16 at 0.80-0.89x the bare best (default) and
+  0.86-0.91x (two replicas of one thread): the 0.9x target is not held. The client sharing
+  the 2 cores (16 handle calls of 0.9 MB arrays) is part of the service's side of the ratio.
 - Stored images' rows kept per replica (immutable, never deleted): a request naming an
   `image_id` needs no query. Fit on stored images at c=8, two rounds each, same hour: 52.0 /
   49.5 -> 61.6 / 60.1 req/s; CPU of the ingress, HAProxy and replicas per request 29.9 / 30.4

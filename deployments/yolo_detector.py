@@ -45,6 +45,7 @@ from pipelines.sizing import ModelImage
 from pipelines.spec import validated
 
 DEFAULT_MAX_MODELS = 2  # registry models a replica keeps (max_num_models_per_replica)
+DEFAULT_MAX_BATCH = 4  # the CPU's best (serve_config.yaml says why); user_config sets it
 
 
 def _replica_id() -> str | None:
@@ -78,7 +79,7 @@ class YoloDetector:
         self.threads = threads
         self.batches = 0
         self.images = 0
-        self.max_batch_size = 8
+        self.max_batch_size = DEFAULT_MAX_BATCH
         self.batch_wait_timeout_s = 0.005
         # One thread loads the model and runs every batch: torch's per-thread state (its
         # OpenMP team, ultralytics' first-predict settings) then stays warm. Batches run one
@@ -196,7 +197,7 @@ class YoloDetector:
         return result
 
     # serve.batch's stubs expect a one-argument function; it batches each argument separately.
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
+    @serve.batch(max_batch_size=DEFAULT_MAX_BATCH, batch_wait_timeout_s=0.005)  # type: ignore[arg-type]
     async def _batched(  # type: ignore[misc]
         self, images: list[np.ndarray | ModelImage], params: list[DetectParams]
     ) -> list[ObjectsResult | Exception]:

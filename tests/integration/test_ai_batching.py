@@ -22,11 +22,16 @@ def detector(driver: None) -> serve.handle.DeploymentHandle:
     return serve.get_deployment_handle("YoloDetector", app_name="image-service")
 
 
+def _yolo(config: dict) -> dict:
+    (app,) = config["applications"]
+    (yolo,) = [d for d in app["deployments"] if d["name"] == "YoloDetector"]
+    return yolo  # type: ignore[no-any-return]
+
+
 def redeploy(service: Service, **user_config: object) -> None:
     """serve deploy the session's config with the detector's user_config changed."""
     config = yaml.safe_load(service.config.read_text())
-    (app,) = config["applications"]
-    (yolo,) = [d for d in app["deployments"] if d["name"] == "YoloDetector"]
+    yolo = _yolo(config)
     yolo["user_config"] = {**yolo.get("user_config", {}), **user_config}
     path = service.config.with_name("serve_config.reconfigured.yaml")
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -82,10 +87,11 @@ def test_live_reconfiguration_and_missing_weights(
     service: Service, client: httpx.Client, detector: serve.handle.DeploymentHandle
 ) -> None:
     try:
-        # Random-weight production architecture, bigger batches: the batching path end to end.
-        redeploy(service, weights="yolo11n.yaml", max_batch_size=4, batch_wait_timeout_s=0.05)
+        # Random-weight production architecture, bigger batches than serve_config.yaml's 4:
+        # the batching path end to end.
+        redeploy(service, weights="yolo11n.yaml", max_batch_size=8, batch_wait_timeout_s=0.05)
         status = wait_for_model(detector, "yolo11n.yaml")
-        assert status["ready"] and status["classes"] == 80 and status["max_batch_size"] == 4
+        assert status["ready"] and status["classes"] == 80 and status["max_batch_size"] == 8
         response = post(client, "/detect-objects", encode(photo("coffee")), image_size=320)
         assert response.status_code == 200, response.text
         assert response.json()["model"] == "yolo11n.yaml"
@@ -102,5 +108,10 @@ def test_live_reconfiguration_and_missing_weights(
         assert client.get("/health/ready").status_code == 200
         assert client.get("/health/").json()["models"]["objects"]["ready"] is False
     finally:
-        redeploy(service, weights=FALL_MODEL, max_batch_size=8, batch_wait_timeout_s=0.005)
+        # Back to the session's settings (user_config keeps no weights: name them).
+        redeploy(
+            service,
+            **_yolo(yaml.safe_load(service.config.read_text()))["user_config"],
+            weights=FALL_MODEL,
+        )
         wait_for_model(detector, FALL_MODEL)
