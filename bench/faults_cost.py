@@ -38,9 +38,18 @@ IDLE_CORES = 0.15  # replicas together under this share of a core: idle (Ray's o
 
 
 def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
+    """`img` as a JPEG no earlier request sent, so the result cache never answers: a copy
+    with random pixels in its top-left corner (new content, not just new metadata).
+
+    It once wrote a fresh JPEG comment instead, on the one Image every client thread shared:
+    Image.save keeps its options on the Image, so threads saving at once sent each other's
+    comment, and most "expensive" requests were result-cache hits (measured: 260 of 266
+    answers with 200 in 20 s were hits)."""
+    marked = img.copy()
+    corner = np.frombuffer(uuid.uuid4().bytes + uuid.uuid4().bytes[:11], np.uint8)
+    marked.paste(Image.fromarray(np.repeat(corner.reshape(3, 3, 3), 8, axis=0).repeat(8, axis=1)))
     out = io.BytesIO()
-    # A fresh comment: every request's bytes are new, so the result cache never answers.
-    img.save(out, "JPEG", quality=quality, comment=uuid.uuid4().bytes)
+    marked.save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
