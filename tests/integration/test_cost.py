@@ -27,7 +27,10 @@ from serve_app.cli.local import session_processes
 from tests.conftest import encode, photo
 from tests.integration.conftest import Service
 
-PHASE_LIMITS = {"pipeline_timeout_s": 5.0, "max_work": 4000.0}
+# The deadline is well under the slow filter's time on the fastest host seen: median 15 on
+# 1350x1012 is ~3700 units, ~13 s at the calibration's pace but 5 s on a faster day of this VM
+# (a 5 s deadline once let it finish with 200 in CI).
+PHASE_LIMITS = {"pipeline_timeout_s": 3.5, "max_work": 4000.0}
 MEDIAN_15 = {"name": "median", "size": "15"}
 
 
@@ -127,7 +130,7 @@ def test_a_live_limits_change_reaches_the_ingress_and_the_preprocessor(
 def test_past_its_deadline_a_slow_filter_answers_504_and_its_process_stops(
     phase: Service, client: httpx.Client
 ) -> None:
-    # Median 15 on 1350x1012: ~3700 units (~11 s of one core), admitted; the deadline is 5 s.
+    # Median 15 on 1350x1012: ~3700 units (5-13 s of one core), admitted; the deadline 3.5 s.
     data = jpeg(1350, 1012)
     children = killable_children(phase, "Preprocessor")
     before = {p.pid for p in children}
@@ -183,11 +186,16 @@ def test_a_client_that_leaves_stops_its_work(phase: Service) -> None:
     _post_and_leave(phase.base_url, data, MEDIAN_15, wait_s=1.5)
     left = time.monotonic()
     assert cpu_seconds(children) - cpu_before > 0.3, "the filter never started"
-    # Well before the 5 s deadline would have stopped it: the cancellation reached the child,
-    # which was killed.
-    time.sleep(1.0)
-    alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    # Before the deadline would have stopped it: the cancellation reached the child, which
+    # was killed.
+    deadline = started + PHASE_LIMITS["pipeline_timeout_s"]
+    while True:
+        alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if len(alive) < len(children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    stopped = time.monotonic()
     assert len(alive) < len(children), "the child doing the work was not stopped"
+    assert stopped < deadline, f"stopped {stopped - started:.2f} s in: by the deadline"
     assert busy_during(alive, 1.0) < 0.2
-    assert time.monotonic() - started < PHASE_LIMITS["pipeline_timeout_s"]
     assert left - started >= 1.5
