@@ -283,6 +283,21 @@ def thread_load(
     )
 
 
+def live_replicas(deployment: str, app: str = "image-service") -> list[Any]:
+    """Ray's state of each live replica actor of `deployment` (name, pid, actor_id). Needs a
+    connected Ray driver."""
+    from ray.util.state import list_actors
+
+    return list(
+        list_actors(
+            filters=[
+                ("class_name", "=", f"ServeReplica:{app}:{deployment}"),
+                ("state", "=", "ALIVE"),
+            ]
+        )
+    )
+
+
 @dataclass
 class BenchCluster:
     base_url: str
@@ -290,20 +305,27 @@ class BenchCluster:
     config: dict[str, Any]
     workdir: Path
 
-    def _deployment(self, name: str) -> dict[str, Any]:
+    def deployment(self, name: str) -> dict[str, Any]:
+        """A deployment's entry in the config this cluster runs (as last deployed)."""
         (app,) = self.config["applications"]
         (target,) = [d for d in app["deployments"] if d["name"] == name]
         return target
 
     def redeploy(
-        self, deployment: str, actor_options: dict[str, Any] | None = None, **user_config: object
+        self,
+        deployment: str,
+        actor_options: dict[str, Any] | None = None,
+        autoscaling: dict[str, Any] | None = None,
+        **user_config: object,
     ) -> None:
         """serve deploy the same config with one deployment's user_config (and, optionally,
-        ray_actor_options) changed."""
-        target = self._deployment(deployment)
+        ray_actor_options and autoscaling_config) changed."""
+        target = self.deployment(deployment)
         target["user_config"] = {**target.get("user_config", {}), **user_config}
         if actor_options:
             target["ray_actor_options"] = {**target.get("ray_actor_options", {}), **actor_options}
+        if autoscaling:
+            target["autoscaling_config"] = {**target["autoscaling_config"], **autoscaling}
         path = self.workdir / "serve_config.yaml"
         path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         _deploy(self.cluster, path)

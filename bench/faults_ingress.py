@@ -36,6 +36,7 @@ import httpx
 import psutil
 import yaml
 
+from bench.common import live_replicas
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster
 
 APP = "image-service"
@@ -44,12 +45,7 @@ CLIENTS = 8
 
 def ingress_replicas() -> list[tuple[str, int]]:
     """(actor name, pid) of each live Ingress replica. Needs a connected Ray driver."""
-    from ray.util.state import list_actors
-
-    alive = list_actors(
-        filters=[("class_name", "=", f"ServeReplica:{APP}:Ingress"), ("state", "=", "ALIVE")]
-    )
-    return [(str(a.name), int(a.pid)) for a in alive if a.pid]
+    return [(str(a.name), int(a.pid)) for a in live_replicas("Ingress", APP) if a.pid]
 
 
 def kill_ingress_replica() -> float:

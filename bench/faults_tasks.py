@@ -25,6 +25,7 @@ import httpx
 from PIL import Image
 from skimage import data as skdata
 
+from bench.common import live_replicas
 from serve_app.store.db import Database
 from serve_app.store.task_store import TERMINAL, TaskStore, TaskView
 
@@ -43,11 +44,7 @@ PIPELINE = {
 def runner_pids() -> dict[str, int]:
     """Each live TaskRunner replica's id (the name it claims tasks under) and pid. Needs a
     connected Ray driver."""
-    from ray.util.state import list_actors
-
-    alive = list_actors(
-        filters=[("class_name", "=", f"ServeReplica:{APP}:TaskRunner"), ("state", "=", "ALIVE")]
-    )
+    alive = live_replicas("TaskRunner", APP)
     # Serve names a replica's actor SERVE_REPLICA::<app>#<deployment>#<replica id>.
     return {str(a.name).rsplit("#", 1)[-1]: int(a.pid) for a in alive if a.pid and a.name}
 

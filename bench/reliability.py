@@ -50,6 +50,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from bench import faults_cost, faults_ingress, faults_tasks, faults_tenants
+from bench.common import live_replicas
 from bench.own_services import OwnServer, own_moto, own_postgres, own_redis, postgres_cluster
 from pipelines.limits import Limits
 from serve_app.cli.local import DEFAULT_CONFIG, LocalCluster, Ports, free_port
@@ -291,15 +292,8 @@ def stack() -> Iterator[Stack]:
 
 def _kill_replica(deployment: str) -> None:
     import ray
-    from ray.util.state import list_actors
 
-    alive = list_actors(
-        filters=[
-            ("class_name", "=", f"ServeReplica:image-service:{deployment}"),
-            ("state", "=", "ALIVE"),
-        ]
-    )
-    name = alive[0].name
+    name = live_replicas(deployment)[0].name
     assert name is not None, "Serve's replica actors are named"
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
 

@@ -39,13 +39,13 @@ import numpy as np
 import ray
 from PIL import Image
 from ray import serve
-from ray.util.state import list_actors
 
 from bench.common import (
     NO_CACHE,
     BenchCluster,
     finish,
     http_load,
+    live_replicas,
     machine,
     photos,
     serve_cluster,
@@ -163,31 +163,28 @@ def _wait_batch_size(handle: Any, size: int | None) -> dict[str, Any]:
     raise TimeoutError(f"max_batch_size never became {size}")
 
 
-def _yolo_replicas() -> set[str]:
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-    return {a.actor_id for a in actors if "YoloDetector" in (a.class_name or "")}
-
-
 def _two_by_one(
     bench: BenchCluster, handle: Any, images: list[np.ndarray], seconds: float, batch: int
 ) -> list[dict[str, Any]]:
     """The CPU throughput profile: TWO_BY_ONE's replicas, each torch on one thread, at c=1 and
     16 (batching on). Measured once the new replicas (none of the old) all run."""
-    old = _yolo_replicas()
-    target = bench._deployment("YoloDetector")
-    target["autoscaling_config"] = {
-        **target["autoscaling_config"],
-        "min_replicas": TWO_BY_ONE["replicas"],
-    }
+    old = {a.actor_id for a in live_replicas("YoloDetector")}
     threads = TWO_BY_ONE["threads"]
     actor = {
         "num_cpus": TWO_BY_ONE["num_cpus"],
         "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}},
     }
-    bench.redeploy("YoloDetector", actor, max_batch_size=batch, threads=threads, weights=WEIGHTS)
+    bench.redeploy(
+        "YoloDetector",
+        actor,
+        {"min_replicas": TWO_BY_ONE["replicas"]},
+        max_batch_size=batch,
+        threads=threads,
+        weights=WEIGHTS,
+    )
     deadline = time.monotonic() + 300
     while True:
-        now = _yolo_replicas()
+        now = {a.actor_id for a in live_replicas("YoloDetector")}
         if len(now) == TWO_BY_ONE["replicas"] and not now & old:
             break
         if time.monotonic() > deadline:
@@ -222,12 +219,12 @@ def run(seconds: float, concurrencies: list[int], device: str) -> dict[str, Any]
     results["bare_cluster_down"] = rounds_of(bare_point, batches, "img_per_s")
     # On a GPU the replica gets the whole device and waits longer for a batch to fill.
     actor = {"num_gpus": 1} if gpu else None
-    wait = {"batch_wait_timeout_s": 0.02} if gpu else {}
+    wait: dict[str, Any] = {"batch_wait_timeout_s": 0.02} if gpu else {}
     with serve_cluster({**NO_CACHE, "MODELS_YOLO_WEIGHTS": WEIGHTS}) as bench:
         bench.cluster.connect()
         # serve_config.yaml's batch size on the CPU; on a GPU bigger batches pay.
         on_size = (
-            16 if gpu else int(bench._deployment("YoloDetector")["user_config"]["max_batch_size"])
+            16 if gpu else int(bench.deployment("YoloDetector")["user_config"]["max_batch_size"])
         )
         try:
             handle = serve.get_deployment_handle("YoloDetector", app_name="image-service")
